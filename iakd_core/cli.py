@@ -1,0 +1,99 @@
+"""Command line: ``iakd train`` (one configuration, no sweep) and ``iakd teacher`` (train or load a teacher).
+
+    python -m iakd_core train --preset laptop --method iakd --swap-p0 0.3 --json
+    python -m iakd_core teacher --preset laptop
+
+Every ``TrialConfig`` field is an option (``--help`` lists them with their meaning); a preset fills the defaults.
+Bad input prints one line ``error: ...`` and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from typing import Any
+
+from .config import ConfigError, TrialConfig
+from .presets import DEFAULT_PRESET, PRESETS, preset_config
+
+
+def add_config_options(parser: argparse.ArgumentParser, skip: frozenset[str] = frozenset()) -> None:
+    """One ``--option`` per TrialConfig field (values are validated later by ``TrialConfig.from_dict``)."""
+    group = parser.add_argument_group("trial configuration (defaults: the preset's, else TrialConfig's)")
+    for f in dataclasses.fields(TrialConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        meta = f.metadata
+        extra = f" [{', '.join(meta['choices'])}]" if "choices" in meta else ""
+        default = f.default if not isinstance(f.default, tuple) else ",".join(map(str, f.default))
+        help_text = f"{meta['help']}{extra} (TrialConfig default: {default})"
+        if f.type == "bool":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(flag, default=None, metavar=f.name.upper(), help=help_text)
+
+
+def config_from_args(args: argparse.Namespace, skip: frozenset[str] = frozenset()) -> TrialConfig:
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrialConfig)
+                 if f.name not in skip and getattr(args, f.name) is not None}
+    return TrialConfig.from_dict(preset_config(args.preset, getattr(args, "method", None)), **overrides)
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit code 2: the project's answer to bad input."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _progress(prefix: str, epochs: int):
+    def report(m: dict[str, Any]) -> None:
+        swap = f" swap {m['swap_rate']:.2f}" if "swap_rate" in m else ""
+        print(f"{prefix} epoch {m['epoch']}/{epochs}: loss {m['loss']:.4f} val_acc {m['val_acc']:.2f}%{swap} "
+              f"lr {m['lr']:.4g} {m['images_per_second']:.0f} img/s", file=sys.stderr, flush=True)
+
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="iakd", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("train", "train one configuration and print its final metrics"),
+                            ("teacher", "train the preset's teacher (or load it from the cache) and print it")):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--preset", default=DEFAULT_PRESET, help=f"starting config: {', '.join(PRESETS)}")
+        p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+        add_config_options(p)
+    args = parser.parse_args(argv)
+    from .data import DataUnavailableError
+    from .teacher import TeacherCacheError, get_teacher
+    from .trial import run_trial
+    from .units import IncompatiblePairError
+
+    try:
+        if args.preset not in PRESETS:
+            fail(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
+        cfg = config_from_args(args)
+        if args.command == "teacher":
+            start = time.perf_counter()
+            _, meta, cached = get_teacher(cfg, progress=_progress(f"teacher {cfg.teacher}", cfg.teacher_epochs))
+            out = {"teacher": cfg.teacher, "cached": cached, "val_acc": meta["val_acc"], "test_acc": meta["test_acc"],
+                   "key": meta["key"], "seconds": round(time.perf_counter() - start, 2)}
+        else:
+            out = run_trial(cfg, _progress(f"{cfg.method} {cfg.student}", cfg.epochs))
+    except (ConfigError, DataUnavailableError, TeacherCacheError, IncompatiblePairError) as err:
+        fail(str(err))
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            print(f"{k:>18}: {v:.4f}" if isinstance(v, float) else f"{k:>18}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,200 @@
+"""The typed configuration of one trial: every knob of a run, validated once, with its help text.
+
+``TrialConfig.from_dict`` is the only way configs from the command line, presets, Ray or Optuna get in: an unknown
+key or an out-of-range value raises :class:`ConfigError` with a one-line message saying what to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .schedules import PROFILES, SCHEDULES, SWAP_MODES
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message says which key and what is allowed."""
+
+
+def _f(default: Any, help: str, **checks: Any) -> Any:
+    """A dataclass field carrying its help text and validation rules (choices, lo, hi, optional)."""
+    return field(default=default, metadata={"help": help, **checks})
+
+
+METHOD_NAMES = ("student", "kd", "iakd", "fitnet", "at")
+DATASET_NAMES = ("fashion-mnist", "cifar10", "cifar100", "synthetic")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    # ---- data
+    dataset: str = _f("fashion-mnist", "dataset", choices=DATASET_NAMES)
+    data_root: str = _f("data", "folder holding the dataset (prepared automatically for fashion-mnist)")
+    download: bool = _f(False, "allow torchvision to download a missing dataset (needs internet)")
+    train_size: int | None = _f(None, "train subset size (None: all of the official train set left after val)", lo=1)
+    val_size: int = _f(5000, "validation images carved (seeded) from the official train set", lo=1)
+    split_seed: int = _f(0, "seed of the train/val split", lo=0)
+    image_size: int | None = _f(None, "resize images to this side length once at load (None: native)", lo=8)
+    crop_padding: int = _f(4, "random-crop padding in pixels (0: no crop augmentation)", lo=0, hi=16)
+    flip: bool = _f(True, "random horizontal flips")
+    # ---- networks and method
+    teacher: str = _f("resnet56", "teacher architecture (see iakd_core.models.MODELS)")
+    student: str = _f("resnet20", "student architecture")
+    method: str = _f("iakd", "training method", choices=METHOD_NAMES)
+    units_per_stage: int = _f(1, "swap-unit granularity: groups per stage (1 = one unit per stage)", lo=1)
+    # ---- swapping (iakd)
+    swap_schedule: str = _f("constant", "swap schedule p(t)", choices=tuple(SCHEDULES))
+    swap_p0: float = _f(0.5, "swap probability at the start (constant: the probability; theseus: b)", lo=0, hi=1)
+    swap_p1: float | None = _f(None, "swap probability at the end (linear, cosine, step)", lo=0, hi=1)
+    swap_step_at: float | None = _f(None, "training fraction where the step schedule jumps p0 -> p1", lo=0, hi=1)
+    swap_ramp_k: float | None = _f(None, "theseus slope k in p(t) = clip(p0 - k t)", lo=0, hi=100)
+    swap_profile: str = _f("uniform", "per-unit profile of swap probabilities", choices=tuple(PROFILES))
+    swap_mode: str = _f("bernoulli", "how a batch's swap mask is drawn", choices=tuple(SWAP_MODES))
+    # ---- losses
+    ce_weight: float = _f(1.0, "weight of cross-entropy on the trained network's (or hybrid's) logits", lo=0)
+    kd_weight: float = _f(0.0, "weight of the KD term T^2 KL(teacher || output) (kd, iakd)", lo=0)
+    kd_temperature: float = _f(4.0, "KD temperature T", lo=0.05, hi=100)
+    student_ce_weight: float = _f(0.0, "iakd: weight of CE of an extra student-only forward pass", lo=0)
+    feature_term: str = _f("none", "iakd: add a feature term on the hybrid's stage outputs",
+                           choices=("none", "fitnet", "at"))
+    feature_weight: float = _f(0.0, "weight of the feature term (fitnet: 100, at: 1000 in the literature)", lo=0)
+    hint_stage: int = _f(1, "fitnet: which stage's output (0-based) is hinted", lo=0)
+    # ---- optimisation
+    epochs: int = _f(10, "training epochs (the fidelity ASHA cuts)", lo=1, hi=10_000)
+    batch_size: int = _f(64, "batch size", lo=1, hi=65_536)
+    lr: float = _f(0.05, "initial learning rate", lo=0, hi=1000)
+    momentum: float = _f(0.9, "SGD momentum", lo=0, hi=1)
+    nesterov: bool = _f(False, "Nesterov momentum")
+    weight_decay: float = _f(5e-4, "weight decay", lo=0, hi=1)
+    lr_schedule: str = _f("multistep", "learning-rate schedule", choices=("multistep", "cosine", "constant"))
+    lr_milestones: tuple[float, ...] = _f((0.625, 0.75, 0.875), "multistep: fractions of training where lr *= gamma")
+    lr_gamma: float = _f(0.1, "multistep decay factor", lo=0, hi=1)
+    # ---- teacher recipe (trained once and cached; see iakd_core.teacher)
+    teacher_epochs: int = _f(30, "epochs of the cached teacher's training", lo=1, hi=10_000)
+    teacher_seed: int = _f(0, "seed of the cached teacher's training", lo=0)
+    teacher_cache: str = _f("results/teachers", "folder of cached teachers")
+    # ---- runtime
+    seed: int = _f(0, "seed of initialisation, batch order, augmentation and swap draws", lo=0)
+    threads: int | None = _f(None, "torch CPU threads (None: torch's default)", lo=1, hi=1024)
+    device: str = _f("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    amp: bool = _f(False, "mixed precision (bf16 autocast; CUDA, or CPU where it helps)")
+    channels_last: bool = _f(False, "channels-last memory format")
+    eval_batch_size: int = _f(1024, "batch size for evaluation", lo=1)
+    evaluate_test: bool = _f(False, "evaluate on the official test set at the end (final runs only, never tuning)")
+    fault: str = _f("none", "harness testing only: 'nan@E' or 'raise@E' breaks the run at epoch E")
+
+    # ------------------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | TrialConfig | None = None, **overrides: Any) -> TrialConfig:
+        """Validate and convert; ``None`` values mean 'the default'."""
+        raw = dataclasses.asdict(values) if isinstance(values, TrialConfig) else dict(values or {})
+        raw.update(overrides)
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {', '.join(known)}")
+        kwargs = {}
+        for name, value in raw.items():
+            if value is None:  # None means "the default" (which may itself be None)
+                continue
+            kwargs[name] = _coerce(known[name], value)
+        cfg = cls(**kwargs)
+        cfg._check_relations()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    def replace(self, **changes: Any) -> TrialConfig:
+        return TrialConfig.from_dict(self, **changes)
+
+    def schedule_params(self) -> dict[str, float]:
+        """The parameters the chosen swap schedule uses, by their short names (p0, p1, step_at, ramp_k)."""
+        return {p: getattr(self, f"swap_{p}") for p in SCHEDULES[self.swap_schedule].params}
+
+    @property
+    def feature_kind(self) -> str:
+        """The feature term in use: the method's own (fitnet, at) or iakd's optional one."""
+        return self.method if self.method in ("fitnet", "at") else self.feature_term
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.method != "student"
+
+    def _check_relations(self) -> None:
+        if self.method == "iakd":
+            missing = [f"swap_{p}" for p, v in self.schedule_params().items() if v is None]
+            if missing:
+                raise ConfigError(f"swap_schedule={self.swap_schedule!r} needs {', '.join(missing)}; set them")
+        if self.method == "student" and (self.kd_weight or self.feature_weight or self.student_ce_weight):
+            raise ConfigError("method 'student' trains on CE alone: set kd_weight, feature_weight and "
+                              "student_ce_weight to 0, or choose method kd / iakd / fitnet / at")
+        if self.method in ("fitnet", "at") and self.feature_term not in ("none", self.method):
+            raise ConfigError(f"method {self.method!r} uses its own feature term: drop feature_term or set it to "
+                              f"{self.method!r}")
+        if self.feature_kind != "none" and self.feature_weight <= 0:
+            raise ConfigError(f"the {self.feature_kind} term needs feature_weight > 0 (literature: fitnet 100, "
+                              "at 1000)")
+        if self.ce_weight + self.kd_weight + self.student_ce_weight + self.feature_weight <= 0:
+            raise ConfigError("every loss weight is 0: set ce_weight or kd_weight above 0")
+        if not self.fault == "none":
+            kind, _, epoch = self.fault.partition("@")
+            if kind not in ("nan", "raise") or not epoch.isdigit():
+                raise ConfigError(f"fault={self.fault!r}: use 'none', 'nan@E' or 'raise@E' with E an epoch number")
+        if any(not 0 < m < 1 for m in self.lr_milestones):
+            raise ConfigError(f"lr_milestones={self.lr_milestones}: give fractions of training strictly in (0, 1)")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    meta, name = f.metadata, f.name
+    kind = type(f.default) if f.default is not None else None
+    hint = str(f.type)
+    try:
+        if "tuple" in hint:
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split() if v]
+            value = tuple(float(v) for v in value)
+        elif kind is bool or hint == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError
+                value = value.lower() in ("1", "true", "yes")
+            value = bool(value)
+        elif "int" in hint:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            if isinstance(value, bool):
+                raise ValueError
+            value = int(value)
+        elif "float" in hint:
+            value = float(value)
+            if not math.isfinite(value):
+                raise ValueError
+        else:
+            value = str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r} is not a valid {hint.replace(' | None', '')}") from None
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{name}={value!r} is not one of: {', '.join(meta['choices'])}")
+    if "lo" in meta and value < meta["lo"] or "hi" in meta and value > meta["hi"]:
+        lo, hi = meta.get("lo", "-inf"), meta.get("hi", "inf")
+        raise ConfigError(f"{name}={value!r} is out of range [{lo}, {hi}]")
+    return value
+
+
+# Fields that change what a trained network is (everything but runtime/bookkeeping knobs).
+RUNTIME_FIELDS = frozenset(
+    {"data_root", "download", "teacher_cache", "threads", "device", "eval_batch_size", "evaluate_test", "fault"}
+)
+
+
+def stable_hash(values: dict[str, Any], length: int = 16) -> str:
+    """Hex digest of a JSON-serialisable dict, independent of key order."""
+    blob = json.dumps(values, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]

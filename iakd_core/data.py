@@ -1,0 +1,214 @@
+"""Datasets as in-memory tensors, a seeded train/val split, and batch augmentation on tensors.
+
+* ``load_splits(cfg)`` -> train and val (both carved, seeded, from the official *train* set) — all tuning uses these.
+* ``load_test(cfg)`` -> the official test set; only final evaluation calls it (``evaluate_test``).
+
+Fashion-MNIST comes from Debian's ``dataset-fashion-mnist`` package (gunzipped once into
+``<data_root>/FashionMNIST/raw/``), from files already there, or from torchvision's download when ``download`` is
+set. CIFAR-10/100 come from torchvision's loaders against a staged root (or a download when allowed).
+``synthetic`` is a small generated, learnable set for tests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .config import TrialConfig
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte")
+
+
+class DataUnavailableError(RuntimeError):
+    """The dataset is not on this machine; the message says how to get it."""
+
+
+@dataclass
+class TensorDataset:
+    """Normalised float images (N, C, H, W) and int64 labels, already in memory."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class DataSplits:
+    train: TensorDataset
+    val: TensorDataset
+    num_classes: int
+    in_channels: int
+    fill: torch.Tensor  # per-channel value of a black pixel after normalisation (crop padding)
+    identity: dict = field(default_factory=dict)  # name, sizes, checksum: goes into manifests
+
+
+# ---- raw loading -------------------------------------------------------------------------------------------------
+def prepare_fashion_mnist(root: Path) -> Path:
+    """Make ``root/FashionMNIST/raw`` hold the four idx files, gunzipping Debian's package files if needed."""
+    raw = root / "FashionMNIST" / "raw"
+    if all((raw / name).exists() for name in FASHION_FILES):
+        return raw
+    if all((DEBIAN_FASHION_MNIST / f"{name}.gz").exists() for name in FASHION_FILES):
+        raw.mkdir(parents=True, exist_ok=True)
+        for name in FASHION_FILES:
+            tmp = raw / f".{name}.tmp"
+            with gzip.open(DEBIAN_FASHION_MNIST / f"{name}.gz") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            tmp.replace(raw / name)
+    return raw
+
+
+def _missing(name: str, root: Path, hint: str) -> DataUnavailableError:
+    return DataUnavailableError(f"{name} not found under {root}: {hint}")
+
+
+def _load_raw(cfg: TrialConfig, train: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """uint8 images (N, C, H, W), int64 labels, number of classes."""
+    import torchvision.datasets as tvd
+
+    root = Path(cfg.data_root).expanduser().resolve()
+    if cfg.dataset == "synthetic":
+        return synthetic_data(train)
+    if cfg.dataset == "fashion-mnist":
+        prepare_fashion_mnist(root)
+        try:
+            ds = tvd.FashionMNIST(str(root), train=train, download=cfg.download)
+        except RuntimeError as err:
+            raise _missing("Fashion-MNIST", root, "install Debian's dataset-fashion-mnist (apt-get install "
+                           "dataset-fashion-mnist), put the idx files in <data_root>/FashionMNIST/raw/, or pass "
+                           "--download when online") from err
+        return ds.data.unsqueeze(1).contiguous(), ds.targets.long(), 10
+    if cfg.dataset in ("cifar10", "cifar100"):
+        cls, folder = (tvd.CIFAR10, "cifar-10-batches-py") if cfg.dataset == "cifar10" else (tvd.CIFAR100,
+                                                                                             "cifar-100-python")
+        try:
+            ds = cls(str(root), train=train, download=cfg.download)
+        except (RuntimeError, OSError) as err:
+            raise _missing(cfg.dataset.upper(), root, f"put the extracted {folder}/ folder in {root} "
+                           "(from the official tarball), or pass --download when online") from err
+        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+        return images, torch.tensor(ds.targets, dtype=torch.long), len(ds.classes)
+    raise DataUnavailableError(f"unknown dataset {cfg.dataset!r}")
+
+
+def synthetic_data(train: bool, per_class: int = 120, classes: int = 4, side: int = 16):
+    """A small, learnable, deterministic set: each class a fixed blurred pattern plus noise and a random shift."""
+    g = torch.Generator().manual_seed(1234)
+    templates = F.avg_pool2d(torch.rand(classes, 1, side, side, generator=g), 3, 1, 1)
+    g.manual_seed(1 if train else 2)
+    n = per_class * classes if train else per_class * classes // 4
+    labels = torch.arange(n) % classes
+    shifts = torch.randint(-2, 3, (n, 2), generator=g)
+    images = torch.stack([templates[c].roll(tuple(s.tolist()), (1, 2)) for c, s in zip(labels.tolist(), shifts)])
+    images = (images - images.mean()) / images.std() * 0.5 + torch.randn(images.shape, generator=g) * 0.35
+    images = ((images.clamp(-2, 2) + 2) / 4 * 255).round().to(torch.uint8)
+    return images, labels, classes
+
+
+def _checksum(images: torch.Tensor, labels: torch.Tensor) -> str:
+    h = hashlib.sha256(images.numpy().tobytes())
+    h.update(labels.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# ---- splits ------------------------------------------------------------------------------------------------------
+def split_indices(n: int, val_size: int, train_size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded, disjoint (train, val) indices into the official train set."""
+    if val_size >= n:
+        raise DataUnavailableError(f"val_size={val_size} leaves no training images (the train set has {n})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val, rest = perm[:val_size], perm[val_size:]
+    if train_size is not None:
+        if train_size > len(rest):
+            raise DataUnavailableError(f"train_size={train_size} exceeds the {len(rest)} images left after val")
+        rest = rest[:train_size]
+    return rest.sort().values, val.sort().values
+
+
+def _to_float(images: torch.Tensor, image_size: int | None) -> torch.Tensor:
+    x = images.float().div_(255)
+    if image_size is not None and image_size != x.shape[-1]:
+        x = F.interpolate(x, size=(image_size, image_size), mode="area" if image_size < x.shape[-1] else "bilinear")
+    return x
+
+
+@lru_cache(maxsize=4)
+def _cached_splits(dataset, data_root, download, train_size, val_size, split_seed, image_size) -> DataSplits:
+    cfg = TrialConfig.from_dict(dict(dataset=dataset, data_root=data_root, download=download, train_size=train_size,
+                                     val_size=val_size, split_seed=split_seed, image_size=image_size))
+    images, labels, num_classes = _load_raw(cfg, train=True)
+    train_idx, val_idx = split_indices(len(labels), val_size, train_size, split_seed)
+    x_train, x_val = _to_float(images[train_idx], image_size), _to_float(images[val_idx], image_size)
+    mean = x_train.mean(dim=(0, 2, 3))
+    std = x_train.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    x_train, x_val = ((x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1) for x in (x_train, x_val))
+    identity = dict(name=dataset, official_train=len(labels), train=len(train_idx), val=len(val_idx),
+                    split_seed=split_seed, image_size=list(x_train.shape[1:]), checksum=_checksum(images, labels),
+                    mean=[round(v, 6) for v in mean.tolist()], std=[round(v, 6) for v in std.tolist()])
+    return DataSplits(TensorDataset(x_train.contiguous(), labels[train_idx]),
+                      TensorDataset(x_val.contiguous(), labels[val_idx]),
+                      num_classes, x_train.shape[1], -mean / std, identity)
+
+
+def load_splits(cfg: TrialConfig) -> DataSplits:
+    """Train and val splits (cached per process: trials in one worker share them)."""
+    return _cached_splits(cfg.dataset, cfg.data_root, cfg.download, cfg.train_size, cfg.val_size, cfg.split_seed,
+                          cfg.image_size)
+
+
+def load_test(cfg: TrialConfig, splits: DataSplits) -> TensorDataset:
+    """The official test set, normalised with the train split's statistics. Final evaluation only."""
+    images, labels, _ = _load_raw(cfg, train=False)
+    mean, std = splits.identity["mean"], splits.identity["std"]
+    x = _to_float(images, cfg.image_size)
+    x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    return TensorDataset(x.contiguous(), labels)
+
+
+# ---- batches -----------------------------------------------------------------------------------------------------
+def random_crop(x: torch.Tensor, padding: int, fill: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per-sample random crop of a ``padding``-padded batch back to its size (pads with ``fill`` per channel)."""
+    b, c, h, w = x.shape
+    padded = fill.view(1, c, 1, 1).expand(b, c, h + 2 * padding, w + 2 * padding).clone()
+    padded[:, :, padding : padding + h, padding : padding + w] = x
+    oy, ox = torch.randint(0, 2 * padding + 1, (2, b, 1), generator=generator)
+    rows = (oy + torch.arange(h)).view(b, 1, h, 1).expand(b, c, h, w + 2 * padding)
+    cols = (ox + torch.arange(w)).view(b, 1, 1, w).expand(b, c, h, w)
+    return padded.gather(2, rows).gather(3, cols)
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+
+
+def train_batches(data: TensorDataset, batch_size: int, generator: torch.Generator, padding: int, flip: bool,
+                  fill: torch.Tensor):
+    """One epoch of shuffled, augmented (images, labels) batches; the last partial batch is dropped if tiny."""
+    order = torch.randperm(len(data), generator=generator)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) < 2 and start > 0:  # a 1-sample batch breaks BatchNorm
+            break
+        x = data.images[idx]
+        if padding:
+            x = random_crop(x, padding, fill, generator)
+        if flip:
+            x = random_flip(x, generator)
+        yield x, data.labels[idx]
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest >= 2 or (rest and full == 0) else 0)

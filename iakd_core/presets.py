@@ -1,0 +1,72 @@
+"""Named starting configurations (pure data). ``study/`` adds search settings; the CLI accepts ``--preset``.
+
+* ``smoke``   — seconds: a tiny Fashion-MNIST subset; what the tests run.
+* ``laptop``  — the default: Fashion-MNIST at 14x14, a subset sized so ``--budget 64`` fits ~15 min on 2 cores;
+  resnet26 -> resnet14 (2 granularities: 1 or 2 units per stage), teacher trained longer on the same data.
+* ``cifar100-<teacher>-<student>`` / ``cifar10-...`` — the published CRD/RepDistiller recipe (240 epochs, SGD
+  lr 0.05 x0.1 at 150/180/210, batch 64, wd 5e-4, crop 32 pad 4 + flip, T = 4, KD 0.9 KL / 0.1 CE), for GPUs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PUBLISHED_PAIRS = (
+    ("resnet56", "resnet20"), ("resnet110", "resnet20"), ("resnet110", "resnet32"),
+    ("resnet32x4", "resnet8x4"), ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"),
+)
+
+# Literature defaults of each method's own weights, applied when a method is chosen without explicit weights.
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "student": {"ce_weight": 1.0, "kd_weight": 0.0, "feature_weight": 0.0},
+    "kd": {"ce_weight": 0.1, "kd_weight": 0.9, "kd_temperature": 4.0},
+    "fitnet": {"ce_weight": 1.0, "kd_weight": 0.0, "feature_weight": 100.0, "hint_stage": 1},
+    "at": {"ce_weight": 1.0, "kd_weight": 0.0, "feature_weight": 1000.0},
+    "iakd": {"ce_weight": 1.0, "kd_weight": 0.0, "student_ce_weight": 0.0, "swap_schedule": "constant",
+             "swap_p0": 0.5, "units_per_stage": 1},
+}
+
+_LAPTOP_DATA = dict(dataset="fashion-mnist", image_size=14, crop_padding=2, flip=True, split_seed=0)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "description": "seconds: 600 Fashion-MNIST images at 14x14, resnet26 -> resnet14, 3 epochs (tests)",
+        "config": {**_LAPTOP_DATA, "train_size": 600, "val_size": 300, "teacher": "resnet26", "student": "resnet14",
+                   "epochs": 3, "teacher_epochs": 3, "batch_size": 64, "lr": 0.05, "threads": 1},
+        "sweep": {"max_epochs": 3, "grace_epochs": 1, "reduction_factor": 3, "concurrency": 2, "cpus_per_trial": 1},
+    },
+    "laptop": {
+        "description": "default: Fashion-MNIST 14x14 (6000 train / 2000 val), resnet26 -> resnet14, 8 epochs",
+        "config": {**_LAPTOP_DATA, "train_size": 6000, "val_size": 2000, "teacher": "resnet26",
+                   "student": "resnet14", "epochs": 8, "teacher_epochs": 15, "batch_size": 64, "lr": 0.05,
+                   "threads": 1},
+        "sweep": {"max_epochs": 8, "grace_epochs": 1, "reduction_factor": 2, "concurrency": 2, "cpus_per_trial": 1},
+    },
+}
+
+for _dataset in ("cifar100", "cifar10"):
+    for _teacher, _student in PUBLISHED_PAIRS:
+        PRESETS[f"{_dataset}-{_teacher}-{_student}"] = {
+            "description": f"published recipe on {_dataset}: {_teacher} -> {_student}, 240 epochs (GPU)",
+            "anchor": {"dataset": _dataset, "teacher": _teacher, "student": _student},
+            "config": {"dataset": _dataset, "image_size": None, "val_size": 5000, "crop_padding": 4, "flip": True,
+                       "teacher": _teacher, "student": _student, "epochs": 240, "teacher_epochs": 240,
+                       "batch_size": 64, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
+                       "lr_schedule": "multistep", "lr_milestones": (150 / 240, 180 / 240, 210 / 240),
+                       "lr_gamma": 0.1, "kd_temperature": 4.0, "amp": True, "channels_last": True},
+            "sweep": {"max_epochs": 240, "grace_epochs": 30, "reduction_factor": 2, "concurrency": 4,
+                      "cpus_per_trial": 4, "gpus_per_trial": 0.5},
+        }
+
+DEFAULT_PRESET = "laptop"
+
+
+def preset_config(name: str, method: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """A preset's config dict, with the method's literature weights and then ``overrides`` applied."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    config = dict(PRESETS[name]["config"])
+    if method is not None:
+        config.update(method=method, **METHOD_DEFAULTS.get(method, {}))
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    return config

@@ -1,0 +1,122 @@
+"""Swap schedules p(t), per-unit profiles and swap modes — small pure functions registered by name.
+
+t is training progress in [0, 1] (optimizer steps done / total steps). Every value is clipped to [0, 1].
+
+>>> schedule_value("linear", 0.5, p0=0.8, p1=0.2)
+0.5
+>>> [round(x, 3) for x in unit_probabilities(0.5, 3, "shallow_first")]
+[0.75, 0.5, 0.25]
+
+Add a schedule by decorating a function ``f(t, **params) -> float`` with ``@schedule("name", "param", ...)``;
+the names of its parameters are the config keys ``swap_<param>`` (see ``iakd_core.config``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    fn: Callable[..., float]
+    params: tuple[str, ...]
+    doc: str
+
+
+SCHEDULES: dict[str, ScheduleSpec] = {}
+
+
+def schedule(name: str, *params: str) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    def register(fn: Callable[..., float]) -> Callable[..., float]:
+        SCHEDULES[name] = ScheduleSpec(fn, params, (fn.__doc__ or "").strip())
+        return fn
+
+    return register
+
+
+def clip01(value: float) -> float:
+    return min(1.0, max(0.0, value))
+
+
+@schedule("constant", "p0")
+def constant(t: float, p0: float) -> float:
+    """p(t) = p0."""
+    return p0
+
+
+@schedule("linear", "p0", "p1")
+def linear(t: float, p0: float, p1: float) -> float:
+    """p(t) = p0 + (p1 - p0) t."""
+    return p0 + (p1 - p0) * t
+
+
+@schedule("cosine", "p0", "p1")
+def cosine(t: float, p0: float, p1: float) -> float:
+    """p(t) = p1 + (p0 - p1) (1 + cos(pi t)) / 2: p0 at the start, p1 at the end, flat at both ends."""
+    return p1 + (p0 - p1) * (1.0 + math.cos(math.pi * t)) / 2.0
+
+
+@schedule("step", "p0", "p1", "step_at")
+def step(t: float, p0: float, p1: float, step_at: float) -> float:
+    """p(t) = p0 while t < step_at, then p1."""
+    return p0 if t < step_at else p1
+
+
+@schedule("theseus", "p0", "ramp_k")
+def theseus(t: float, p0: float, ramp_k: float) -> float:
+    """BERT-of-Theseus curriculum in teacher-swap terms: p(t) = clip(p0 - ramp_k t)."""
+    return p0 - ramp_k * t
+
+
+def schedule_value(name: str, t: float, **params: float) -> float:
+    """p(t) of the named schedule, clipped to [0, 1]; extra params (used by other schedules) are ignored."""
+    spec = SCHEDULES[name]
+    return clip01(spec.fn(min(1.0, max(0.0, t)), **{k: params[k] for k in spec.params}))
+
+
+def mean_probability(name: str, points: int = 1001, **params: float) -> float:
+    """Mean of p(t) over training (trapezoid on a grid): the constant schedule with the same expected swaps."""
+    values = [schedule_value(name, i / (points - 1), **params) for i in range(points)]
+    return (sum(values) - (values[0] + values[-1]) / 2) / (points - 1)
+
+
+# ---- per-unit profiles: multiply p(t) by a weight per unit (mean weight 1), then clip --------------------------
+PROFILES: dict[str, Callable[[int], list[float]]] = {
+    "uniform": lambda n: [1.0] * n,
+    # linear weights 2(n - i)/(n + 1): mean 1, shallow units swapped more often
+    "shallow_first": lambda n: [2.0 * (n - i) / (n + 1) for i in range(n)],
+    "deep_first": lambda n: [2.0 * (i + 1) / (n + 1) for i in range(n)],
+}
+
+
+def unit_probabilities(p: float, num_units: int, profile: str = "uniform") -> list[float]:
+    """Per-unit swap probabilities for a schedule value ``p``."""
+    return [clip01(p * w) for w in PROFILES[profile](num_units)]
+
+
+# ---- swap modes: how one batch's mask is drawn from the per-unit probabilities ---------------------------------
+def bernoulli_mask(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each unit swapped independently with its own probability."""
+    return torch.rand(probs.shape, generator=generator) < probs
+
+
+def exactly_k_mask(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """k units swapped per batch, k = floor(sum p) or +1 so that E[k] = sum p; which units ~ p (no replacement)."""
+    total = float(probs.sum())
+    k = int(total) + int(float(torch.rand((), generator=generator)) < total - int(total))
+    mask = torch.zeros(probs.shape, dtype=torch.bool)
+    if k > 0:
+        weights = probs if float(probs.sum()) > 0 else torch.ones_like(probs)
+        k = min(k, int((weights > 0).sum()))
+        mask[torch.multinomial(weights, k, replacement=False, generator=generator)] = True
+    return mask
+
+
+SWAP_MODES: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = {
+    "bernoulli": bernoulli_mask,
+    "exactly_k": exactly_k_mask,
+}

@@ -1,0 +1,122 @@
+"""Train-or-load teachers, cached on disk under a key that hashes everything that determines them.
+
+Files: ``<cache>/<arch>-<dataset>-<key>.pt`` (a ``state_dict``, loaded with ``weights_only=True``) and a ``.json``
+beside it with the key, the recipe, the dataset identity, val/test accuracy, versions and training time.
+A file that does not load, or whose metadata does not match the key, raises :class:`TeacherCacheError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock
+
+from .config import RUNTIME_FIELDS, TrialConfig, stable_hash
+from .data import DataSplits, load_splits, load_test
+from .models import Backbone, build_model
+
+# Trial fields a teacher's training does not depend on (they describe the student's run).
+STUDENT_FIELDS = frozenset({
+    "teacher", "student", "method", "units_per_stage", "swap_schedule", "swap_p0", "swap_p1", "swap_step_at",
+    "swap_ramp_k", "swap_profile", "swap_mode", "ce_weight", "kd_weight", "kd_temperature", "student_ce_weight",
+    "feature_term", "feature_weight", "hint_stage", "epochs", "seed", "teacher_epochs", "teacher_seed",
+})
+
+
+class TeacherCacheError(RuntimeError):
+    """A cached teacher file that cannot be used."""
+
+
+def teacher_recipe(cfg: TrialConfig) -> TrialConfig:
+    """The config that trains ``cfg``'s teacher: the student recipe, on the teacher architecture, CE only."""
+    return TrialConfig.from_dict(cfg, method="student", student=cfg.teacher, epochs=cfg.teacher_epochs,
+                                 seed=cfg.teacher_seed, kd_weight=0.0, student_ce_weight=0.0, feature_weight=0.0,
+                                 feature_term="none", ce_weight=1.0, evaluate_test=False, fault="none")
+
+
+def teacher_key(cfg: TrialConfig) -> str:
+    recipe = teacher_recipe(cfg).to_dict()
+    determining = {k: v for k, v in recipe.items() if k not in RUNTIME_FIELDS | STUDENT_FIELDS}
+    determining.update(arch=cfg.teacher, epochs=cfg.teacher_epochs, seed=cfg.teacher_seed)
+    return stable_hash(determining)
+
+
+def teacher_path(cfg: TrialConfig) -> Path:
+    return Path(cfg.teacher_cache).expanduser().resolve() / f"{cfg.teacher}-{cfg.dataset}-{teacher_key(cfg)}.pt"
+
+
+def _versions() -> dict[str, str]:
+    import torchvision
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
+def load_teacher(cfg: TrialConfig, data: DataSplits) -> tuple[Backbone, dict[str, Any]] | None:
+    """The cached teacher and its metadata, or None when it is not cached yet."""
+    path = teacher_path(cfg)
+    meta_path = path.with_suffix(".json")
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as err:
+        raise TeacherCacheError(f"teacher metadata {meta_path} is missing or corrupt ({err}); delete {path} and "
+                                "its .json to retrain") from None
+    if meta.get("key") != teacher_key(cfg) or meta.get("arch") != cfg.teacher:
+        raise TeacherCacheError(f"teacher file {path} does not match this recipe (key {meta.get('key')} vs "
+                                f"{teacher_key(cfg)}); delete it to retrain")
+    model = build_model(cfg.teacher, data.num_classes, data.in_channels)
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as err:  # noqa: BLE001 - any unpickling/shape failure means the same thing to the user
+        raise TeacherCacheError(f"teacher weights {path} do not load ({type(err).__name__}: "
+                                f"{str(err).splitlines()[0][:200]}); delete the file to retrain") from None
+    return model, meta
+
+
+def train_teacher(cfg: TrialConfig, data: DataSplits, device: torch.device | None = None,
+                  progress=None) -> tuple[Backbone, dict[str, Any]]:
+    """Train the teacher of ``cfg`` with its recipe, evaluate it on val and test, and save it atomically."""
+    from .methods import build_method
+    from .train import evaluate, fit, pick_device
+
+    recipe = teacher_recipe(cfg)
+    device = device or pick_device(cfg.device)
+    torch.manual_seed(recipe.seed)
+    model = build_model(cfg.teacher, data.num_classes, data.in_channels).to(device)
+    if recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    start = time.time()
+    result = fit(build_method(recipe, model, None), data, recipe, device, report=progress)
+    model.eval()
+    test = evaluate(model, load_test(recipe, data), recipe, device)
+    meta = {"key": teacher_key(cfg), "arch": cfg.teacher, "dataset": data.identity, "recipe": recipe.to_dict(),
+            "val_acc": result.history[-1]["val_acc"], "test_acc": test["acc"], "epochs": recipe.epochs,
+            "train_seconds": round(time.time() - start, 2), "versions": _versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    path = teacher_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    return model.cpu(), meta
+
+
+def get_teacher(cfg: TrialConfig, data: DataSplits | None = None, device: torch.device | None = None,
+                progress=None) -> tuple[Backbone, dict[str, Any], bool]:
+    """Load the cached teacher or train it (one process at a time per key). Returns (model, meta, was_cached)."""
+    data = data or load_splits(cfg)
+    path = teacher_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        cached = load_teacher(cfg, data)
+        if cached is not None:
+            return (*cached, True)
+        return (*train_teacher(cfg, data, device, progress), False)

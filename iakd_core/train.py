@@ -1,0 +1,144 @@
+"""The training loop: SGD, multistep/cosine LR, per-epoch validation and metrics, an epoch callback.
+
+``fit`` knows nothing of sweeps: it calls ``report(metrics)`` after every epoch and returns the history. A sweep
+stops a trial by not letting ``report`` return (Ray does that), so no early-stopping logic lives here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrialConfig
+from .data import DataSplits, TensorDataset, steps_per_epoch, train_batches
+from .methods import Method
+
+Report = Callable[[dict[str, Any]], None]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} but CUDA is not available here; use device=auto or cpu")
+    return device
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast when ``enabled`` (no loss scaling needed for bf16)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _prepare(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: TensorDataset, cfg: TrialConfig, device: torch.device) -> dict[str, float]:
+    """Top-1 accuracy (%) and mean CE of ``model`` alone in eval mode; restores the previous mode."""
+    was_training = model.training
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    for start in range(0, len(data), cfg.eval_batch_size):
+        x = _prepare(data.images[start : start + cfg.eval_batch_size], device, cfg.channels_last)
+        y = data.labels[start : start + cfg.eval_batch_size].to(device)
+        with autocast(device, cfg.amp):
+            logits = model(x).float()
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    model.train(was_training)
+    return {"acc": 100.0 * correct / len(data), "loss": loss_sum / len(data)}
+
+
+def make_optimizer(method: Method, cfg: TrialConfig, total_epochs: int):
+    opt = torch.optim.SGD(method.trainable_parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay, nesterov=cfg.nesterov and cfg.momentum > 0)
+    if cfg.lr_schedule == "multistep":
+        milestones = sorted({max(1, round(m * total_epochs)) for m in cfg.lr_milestones})
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, cfg.lr_gamma)
+    elif cfg.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total_epochs)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return opt, sched
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    images: int = 0
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return max(self.history, key=lambda m: m["val_acc"])
+
+
+def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device,
+        report: Report | None = None) -> FitResult:
+    """Train ``method`` for ``cfg.epochs`` epochs; after each, validate the student alone and ``report``."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt, sched = make_optimizer(method, cfg, cfg.epochs)
+    steps = steps_per_epoch(len(data.train), cfg.batch_size)
+    total_steps = cfg.epochs * steps
+    fault_kind, _, fault_epoch = cfg.fault.partition("@")
+    result = FitResult()
+    fill = data.fill
+    step = 0
+    for epoch in range(1, cfg.epochs + 1):
+        method.train()
+        start = time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        seen = 0
+        lr = opt.param_groups[0]["lr"]
+        for x, y in train_batches(data.train, cfg.batch_size, gen, cfg.crop_padding, cfg.flip, fill):
+            x, y = _prepare(x, device, cfg.channels_last), y.to(device, non_blocking=True)
+            with autocast(device, cfg.amp):
+                logits, terms = method.forward_train(x, y, step / total_steps)
+            loss = sum(terms.values())
+            if fault_kind == "nan" and epoch == int(fault_epoch):
+                loss = loss * float("nan")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0) + v.detach().float() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+            step += 1
+        sched.step()
+        train_time = time.perf_counter() - start
+        losses = {f"loss_{k}": float(v) / seen for k, v in sums.items()}
+        total = sum(losses.values())
+        if not math.isfinite(total):
+            raise NonFiniteLossError(f"non-finite training loss {total} at epoch {epoch}")
+        if fault_kind == "raise" and epoch == int(fault_epoch):
+            raise RuntimeError(f"injected fault at epoch {epoch} (fault={cfg.fault!r})")
+        val = evaluate(method.student, data.val, cfg, device)
+        metrics = {"epoch": epoch, "loss": total, **losses, "train_acc": 100.0 * int(correct) / seen,
+                   "val_acc": val["acc"], "val_loss": val["loss"], "lr": lr, "epoch_seconds": train_time,
+                   "eval_seconds": time.perf_counter() - start - train_time,
+                   "images_per_second": seen / train_time, **method.epoch_stats()}
+        result.history.append(metrics)
+        result.train_seconds += time.perf_counter() - start
+        result.images += seen
+        if report is not None:
+            report(metrics)
+    return result

@@ -1,0 +1,55 @@
+"""``run_trial(config, report) -> final metrics``: the one function sweeps and the command line call."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .config import TrialConfig
+from .data import load_splits, load_test
+from .methods import build_method
+from .models import build_model
+from .teacher import get_teacher
+from .train import evaluate, fit, pick_device
+
+
+def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, Any]], None] | None = None
+              ) -> dict[str, Any]:
+    """Validate ``config``, train one run, return its final metrics (val last/best, test only if asked).
+
+    >>> metrics = run_trial({"dataset": "synthetic", "teacher": "resnet14", "student": "resnet8",
+    ...                      "epochs": 1, "teacher_epochs": 1, "teacher_cache": "/tmp/iakd-doctest"})  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    cfg = TrialConfig.from_dict(config)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    data = load_splits(cfg)
+    teacher, teacher_meta = None, {}
+    if cfg.uses_teacher:
+        teacher, teacher_meta, _ = get_teacher(cfg, data, device)
+        teacher = teacher.to(device)
+    torch.manual_seed(cfg.seed)
+    student = build_model(cfg.student, data.num_classes, data.in_channels)
+    method = build_method(cfg, student, teacher).to(device)
+    if cfg.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+        if teacher is not None:
+            teacher.to(memory_format=torch.channels_last)
+    result = fit(method, data, cfg, device, report)
+    last, best = result.history[-1], result.best
+    final = {
+        "epochs": last["epoch"], "val_acc": last["val_acc"], "val_acc_best": best["val_acc"],
+        "best_epoch": best["epoch"], "train_seconds": result.train_seconds,
+        "images_per_second": result.images / max(result.train_seconds, 1e-9),
+        "trial_seconds": time.perf_counter() - started,
+        "student_params": sum(p.numel() for p in student.parameters()),
+        "teacher_val_acc": teacher_meta.get("val_acc"),
+    }
+    if cfg.evaluate_test:  # final evaluation only: the last-epoch student on the official test set
+        final["test_acc"] = evaluate(student, load_test(cfg, data), cfg, device)["acc"]
+    return final
