@@ -126,6 +126,12 @@ class TrialConfig:
         return self.method != "student"
 
     def _check_relations(self) -> None:
+        from .models import MODELS, is_known_architecture
+
+        for role in ("teacher", "student"):
+            if not is_known_architecture(getattr(self, role)):
+                raise ConfigError(f"unknown architecture {role}={getattr(self, role)!r}; choose one of: "
+                                  f"{', '.join(MODELS)} (or any wrn_D_K)")
         if self.method == "iakd":
             missing = [f"swap_{p}" for p, v in self.schedule_params().items() if v is None]
             if missing:

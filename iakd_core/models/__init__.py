@@ -26,6 +26,10 @@ for _depth, _widen in ((16, 1), (16, 2), (40, 1), (40, 2), (16, 4), (28, 10)):
     MODELS[f"wrn_{_depth}_{_widen}"] = lambda nc, ic, d=_depth, k=_widen: wide_resnet(d, k, nc, ic, f"wrn_{d}_{k}")
 
 
+def is_known_architecture(name: str) -> bool:
+    return name in MODELS or re.fullmatch(r"wrn_(\d+)_(\d+)", name) is not None
+
+
 def build_model(name: str, num_classes: int, in_channels: int = 3) -> Backbone:
     """Build a registered model; ``wrn_D_K`` accepts any valid depth/width."""
     if name in MODELS:
@@ -36,4 +40,4 @@ def build_model(name: str, num_classes: int, in_channels: int = 3) -> Backbone:
     raise ValueError(f"unknown architecture {name!r}; choose one of: {', '.join(MODELS)}")
 
 
-__all__ = ["MODELS", "Backbone", "build_model"]
+__all__ = ["MODELS", "Backbone", "build_model", "is_known_architecture"]

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from iakd_core.config import ConfigError, TrialConfig
+from iakd_core.data import DataUnavailableError, load_splits, load_test, random_crop, split_indices
+
+
+def test_unknown_key_and_out_of_range_values_are_clear_errors():
+    with pytest.raises(ConfigError, match="unknown config key\\(s\\) \\['swap_prob'\\]"):
+        TrialConfig.from_dict(swap_prob=0.3)
+    with pytest.raises(ConfigError, match="swap_p0=1.5 is out of range"):
+        TrialConfig.from_dict(swap_p0=1.5)
+    with pytest.raises(ConfigError, match="method='distill' is not one of"):
+        TrialConfig.from_dict(method="distill")
+    with pytest.raises(ConfigError, match="epochs='ten' is not a valid int"):
+        TrialConfig.from_dict(epochs="ten")
+    with pytest.raises(ConfigError, match="needs swap_p1"):
+        TrialConfig.from_dict(method="iakd", swap_schedule="linear")
+    with pytest.raises(ConfigError, match="method 'student' trains on CE alone"):
+        TrialConfig.from_dict(method="student", kd_weight=0.5)
+
+
+def test_strings_from_the_command_line_are_coerced():
+    cfg = TrialConfig.from_dict(epochs="3", lr="0.1", flip="false", lr_milestones="0.5,0.75")
+    assert (cfg.epochs, cfg.lr, cfg.flip, cfg.lr_milestones) == (3, 0.1, False, (0.5, 0.75))
+
+
+def test_split_is_deterministic_and_disjoint():
+    a_train, a_val = split_indices(1000, 100, 500, seed=3)
+    b_train, b_val = split_indices(1000, 100, 500, seed=3)
+    assert torch.equal(a_train, b_train) and torch.equal(a_val, b_val)
+    assert len(set(a_train.tolist()) & set(a_val.tolist())) == 0
+    assert len(a_train) == 500 and len(a_val) == 100
+    c_train, _ = split_indices(1000, 100, 500, seed=4)
+    assert not torch.equal(a_train, c_train)
+
+
+def test_fashion_mnist_loads_from_the_debian_package(tmp_path):
+    cfg = TrialConfig.from_dict(dataset="fashion-mnist", data_root=str(tmp_path), train_size=100, val_size=50,
+                                image_size=14)
+    splits = load_splits(cfg)
+    assert splits.train.images.shape == (100, 1, 14, 14) and len(splits.val) == 50
+    assert splits.num_classes == 10 and splits.identity["official_train"] == 60000
+    assert abs(splits.train.images.mean().item()) < 1e-4  # normalised with the train split's statistics
+    assert len(load_test(cfg, splits)) == 10000
+
+
+def test_missing_dataset_says_where_to_put_it(tmp_path):
+    cfg = TrialConfig.from_dict(dataset="cifar100", data_root=str(tmp_path))
+    with pytest.raises(DataUnavailableError, match="cifar-100-python"):
+        load_splits(cfg)
+
+
+def test_random_crop_is_a_shifted_window_of_the_padded_image():
+    x = torch.arange(16.0).view(1, 1, 4, 4).repeat(50, 1, 1, 1)
+    out = random_crop(x, 1, torch.tensor([-1.0]), torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    padded = torch.nn.functional.pad(x[0], (1, 1, 1, 1), value=-1.0)
+    windows = {tuple(padded[:, i : i + 4, j : j + 4].flatten().tolist()) for i in range(3) for j in range(3)}
+    assert all(tuple(o.flatten().tolist()) in windows for o in out)
+    assert len({tuple(o.flatten().tolist()) for o in out}) > 3  # offsets vary per sample

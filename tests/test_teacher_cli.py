@@ -1,0 +1,67 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from iakd_core.config import TrialConfig
+from iakd_core.presets import preset_config
+from iakd_core.teacher import TeacherCacheError, get_teacher, teacher_key, teacher_path
+
+
+def test_teacher_is_cached_and_reloaded_identically(tmp_path):
+    cfg = TrialConfig.from_dict(preset_config("smoke"), teacher_cache=str(tmp_path), teacher_epochs=1,
+                                train_size=128, val_size=64)
+    first, meta, cached = get_teacher(cfg)
+    assert not cached and teacher_path(cfg).exists()
+    second, meta2, cached2 = get_teacher(cfg)
+    assert cached2 and meta2 == meta
+    assert all((a == b).all() for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    assert {"val_acc", "test_acc", "recipe", "versions", "key"} <= meta.keys()
+
+
+def test_teacher_key_depends_on_recipe_not_on_student_knobs():
+    base = TrialConfig.from_dict(preset_config("smoke"))
+    assert teacher_key(base) == teacher_key(base.replace(swap_p0=0.1, student="resnet8", epochs=7, threads=2))
+    assert teacher_key(base) != teacher_key(base.replace(teacher_epochs=9))
+    assert teacher_key(base) != teacher_key(base.replace(train_size=100))
+
+
+def test_corrupt_teacher_file_is_a_clear_error_naming_it(tmp_path):
+    cfg = TrialConfig.from_dict(preset_config("smoke"), teacher_cache=str(tmp_path), teacher_epochs=1,
+                                train_size=128, val_size=64)
+    get_teacher(cfg)
+    teacher_path(cfg).write_bytes(b"not a checkpoint")
+    with pytest.raises(TeacherCacheError, match=str(teacher_path(cfg).name)):
+        get_teacher(cfg)
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "iakd_core", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_cli_trains_one_configuration_and_prints_json(tmp_path, teacher_cache):
+    out = cli("train", "--preset", "smoke", "--teacher-cache", teacher_cache, "--epochs", "1", "--teacher-epochs",
+              "1", "--swap-p0", "0.3", "--json")
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(out.stdout)
+    assert metrics["epochs"] == 1 and 0 <= metrics["val_acc"] <= 100
+    assert "epoch 1/1" in out.stderr  # progress
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--swap-p0", "2"], "swap_p0=2.0 is out of range"),
+    (["--student", "resnet21"], "unknown architecture"),
+    (["--preset", "nope"], "unknown preset"),
+    (["--units-per-stage", "3"], "not possible for resnet26 -> resnet14"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(args, message, teacher_cache):
+    out = cli("train", "--teacher-cache", teacher_cache, "--preset", "smoke", "--teacher-epochs", "1", *args)
+    assert out.returncode == 2
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_cli_help_lists_the_options():
+    out = cli("train", "--help")
+    assert out.returncode == 0 and "--swap-schedule" in out.stdout and "--units-per-stage" in out.stdout

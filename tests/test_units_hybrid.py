@@ -1,0 +1,108 @@
+import pytest
+import torch
+from torch import nn
+
+from iakd_core.config import TrialConfig
+from iakd_core.hybrid import HybridNetwork
+from iakd_core.methods import build_method
+from iakd_core.models import build_model
+from iakd_core.units import IncompatiblePairError, pair_units, supported_granularities
+
+
+def pair(t="resnet26", s="resnet14", classes=10, ch=1):
+    torch.manual_seed(0)
+    return build_model(t, classes, ch), build_model(s, classes, ch)
+
+
+def test_supported_granularities_are_common_divisors():
+    assert supported_granularities(*pair("resnet56", "resnet20")) == [1, 3]
+    assert supported_granularities(*pair("resnet110", "resnet32")) == [1]
+    assert supported_granularities(*pair("wrn_40_2", "wrn_16_2")) == [1, 2]
+    assert supported_granularities(*pair("resnet26", "resnet14")) == [1, 2]
+
+
+def test_unsupported_granularity_is_a_clear_error():
+    with pytest.raises(IncompatiblePairError, match="supported: \\[1, 3\\]"):
+        pair_units(*pair("resnet56", "resnet20"), units_per_stage=2)
+
+
+def test_adapters_exist_only_where_widths_differ():
+    same = pair_units(*pair("resnet56", "resnet20", 100, 3))
+    assert not same.has_adapters
+    wrn = pair_units(*pair("wrn_40_2", "wrn_40_1", 100, 3))
+    # stem is 16 wide in both: the first unit needs no input adapter, every output (and later input) does
+    assert isinstance(wrn.adapters_in[0], nn.Identity)
+    assert all(not isinstance(a, nn.Identity) for a in [*wrn.adapters_in[1:], *wrn.adapters_out])
+    wide = pair_units(*pair("resnet32x4", "resnet8x4", 100, 3))
+    assert not wide.has_adapters
+
+
+def test_incompatible_pair_is_a_clear_error():
+    teacher, student = pair()
+    student.stages = student.stages[:2]
+    with pytest.raises(IncompatiblePairError, match="same number of stages"):
+        pair_units(teacher, student)
+
+
+def make_hybrid(units_per_stage=1, t="resnet26", s="resnet14"):
+    teacher, student = pair(t, s)
+    teacher.requires_grad_(False).eval()
+    return HybridNetwork(student, teacher, units_per_stage, "constant", {"p0": 0.5}, "uniform", "bernoulli", 0), \
+        teacher, student
+
+
+def test_all_units_swapped_is_the_teacher_backbone_between_student_stem_and_head():
+    hybrid, teacher, student = make_hybrid(2)
+    student.eval()
+    x = torch.randn(4, 1, 14, 14)
+    logits, _ = hybrid(x, [True] * hybrid.num_units)
+    h = student.stem(x)
+    for stage in teacher.stages:
+        h = stage(h)
+    assert torch.equal(logits, student.head(h))
+
+
+def test_no_unit_swapped_is_the_student():
+    hybrid, _, student = make_hybrid()
+    student.eval()
+    x = torch.randn(4, 1, 14, 14)
+    assert torch.equal(hybrid(x, [False] * 3)[0], student(x))
+
+
+def test_gradients_reach_student_units_before_a_swapped_teacher_unit():
+    hybrid, teacher, student = make_hybrid()
+    logits, _ = hybrid(torch.randn(4, 1, 14, 14), [False, True, True])
+    logits.sum().backward()
+    assert student.stem[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in student.stages[0].parameters())
+    assert all(p.grad is None for p in student.stages[1].parameters())  # replaced: not used this batch
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_hybrid_registers_no_teacher_parameters():
+    hybrid, teacher, student = make_hybrid()
+    teacher_ids = {id(p) for p in teacher.parameters()}
+    assert not teacher_ids & {id(p) for p in hybrid.parameters()}
+    assert {id(p) for p in hybrid.parameters()} == {id(p) for p in student.parameters()}
+
+
+def test_realised_swap_frequency_matches_p_within_binomial_tolerance():
+    hybrid, _, _ = make_hybrid()
+    n = 4000
+    for _ in range(n):
+        hybrid.draw_mask(0.3)
+    for rate in hybrid.realised_rates():
+        assert abs(rate - 0.5) < 4 * (0.25 / n) ** 0.5
+
+
+def test_iakd_wrn_pair_with_adapters_trains_adapters_not_teacher():
+    cfg = TrialConfig.from_dict(teacher="wrn_40_2", student="wrn_40_1", method="iakd", swap_p0=1.0)
+    torch.manual_seed(0)
+    teacher, student = build_model("wrn_40_2", 10, 1), build_model("wrn_40_1", 10, 1)
+    method = build_method(cfg, student, teacher)
+    params = {id(p) for p in method.trainable_parameters()}
+    assert {id(p) for p in method.hybrid.adapters_out.parameters()} <= params
+    assert not params & {id(p) for p in teacher.parameters()}
+    logits, terms = method.forward_train(torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 3]), 0.0)
+    sum(terms.values()).backward()
+    assert method.hybrid.adapters_out[0][0].weight.grad is not None
