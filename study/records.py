@@ -1,0 +1,152 @@
+"""Result files of a run folder (the contract analysis/ reads; schema in docs/results.md).
+
+``trials.parquet`` (one row per trial), ``epochs.parquet`` (one row per trial and epoch), ``manifest.json``,
+``best_config.json``. Written atomically (temporary file, then rename) so a reader never sees half a table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from iakd_core.config import TrialConfig
+from iakd_core.schedules import mean_probability
+
+from .space import to_trial_config
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+
+
+def write_table(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".tmp.parquet")
+    df.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                             timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict[str, Any]:
+    import optuna
+    import ray
+    import torch
+
+    return {
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
+                     "optuna": optuna.__version__, "pandas": pd.__version__},
+        "machine": {"host": socket.gethostname(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                    "cuda": torch.cuda.is_available(),
+                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "git_commit": git_commit(),
+    }
+
+
+def new_manifest(kind: str, args: dict[str, Any], base_config: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": kind, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "args": args,
+            "base_config": base_config, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
+            **environment()}
+
+
+def trial_status(error: Any, epochs: int, max_epochs: int) -> str:
+    if error is not None:
+        return "ERROR"
+    return "COMPLETE" if epochs >= max_epochs else "PRUNED"
+
+
+def _reason(error: Any) -> str | None:
+    if error is None:
+        return None
+    text = str(error).strip().splitlines()
+    last = [line for line in text if line.strip()]
+    return (last[-1] if last else type(error).__name__)[:300]
+
+
+def collect(grid, base: dict[str, Any], max_epochs: int, optuna_states: dict[str, dict] | None = None
+            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Trials and epochs tables from a Ray ``ResultGrid``."""
+    trial_rows, epoch_frames = [], []
+    for result in grid:
+        df = result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
+        trial_id, number = trial_id_and_number(result.path)
+        sampled = {k: v for k, v in result.config.items()}
+        config = TrialConfig.from_dict({**base, **to_trial_config(sampled)}).to_dict()
+        epochs = int(df["training_iteration"].max()) if "training_iteration" in df else 0
+        row: dict[str, Any] = {
+            "trial_id": trial_id, "trial_number": number,
+            "status": trial_status(result.error, epochs, max_epochs), "reason": _reason(result.error),
+            "epochs": epochs,
+            "val_acc_last": float(df["val_acc"].iloc[-1]) if epochs else float("nan"),
+            "val_acc_best": float(df["val_acc"].max()) if epochs else float("nan"),
+            "train_seconds": float(df["epoch_seconds"].sum()) if epochs else 0.0,
+            "eval_seconds": float(df["eval_seconds"].sum()) if epochs else 0.0,
+            "images_per_second": float(df["images_per_second"].mean()) if epochs else float("nan"),
+            "use_kd": bool(sampled.get("use_kd", config["kd_weight"] > 0)),
+            "use_student_ce": bool(sampled.get("use_student_ce", config["student_ce_weight"] > 0)),
+            "swap_mean_p": _mean_p(config),
+        }
+        for key, value in config.items():
+            row.setdefault(key, str(value) if isinstance(value, list) else value)
+        if optuna_states and trial_id in optuna_states:
+            row.update(optuna_states[trial_id])
+        trial_rows.append(row)
+        if epochs:
+            keep = [c for c in df.columns if c == "epoch" or c.startswith(("loss", "swap_")) or c in (
+                "train_acc", "val_acc", "val_loss", "lr", "epoch_seconds", "eval_seconds", "images_per_second",
+                "val_acc_best", "train_seconds_total", "timestamp")]
+            frame = df[keep].copy()
+            frame.insert(0, "trial_id", trial_id)
+            epoch_frames.append(frame)
+    trials = pd.DataFrame(trial_rows)
+    if len(trials):
+        trials = trials.sort_values("trial_number").reset_index(drop=True)
+    epochs_df = pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame(
+        columns=["trial_id", "epoch", "val_acc"])
+    return trials, epochs_df
+
+
+def trial_id_and_number(trial_dir: str) -> tuple[str, int]:
+    """Tune names trial folders ``<trainable>_<trial id>_<n>_<params>_<date>``; n counts from 1 in ask order."""
+    parts = Path(trial_dir).name.split("_")
+    for i in range(1, len(parts) - 1):
+        if len(parts[i]) == 8 and parts[i + 1].isdigit() and all(c in "0123456789abcdef" for c in parts[i]):
+            return parts[i], int(parts[i + 1])
+    raise ValueError(f"unexpected Tune trial folder name {trial_dir!r}")
+
+
+def _mean_p(config: dict[str, Any]) -> float:
+    if config["method"] != "iakd":
+        return 0.0
+    params = {p: config[f"swap_{p}"] for p in ("p0", "p1", "step_at", "ramp_k") if config[f"swap_{p}"] is not None}
+    return mean_probability(config["swap_schedule"], **params)
+
+
+def optuna_states(storage_url: str, study_name: str) -> dict[str, dict[str, Any]]:
+    """Per Tune trial id: the Optuna trial number and state, read back from the study's storage."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    return {t.user_attrs["tune_trial_id"]: {"optuna_number": t.number, "optuna_state": t.state.name}
+            for t in study.get_trials(deepcopy=False) if "tune_trial_id" in t.user_attrs}
