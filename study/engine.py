@@ -92,8 +92,10 @@ def describe(config: dict[str, Any]) -> str:
 class Progress(tune.Callback):
     """One status line per event, at most every ``every`` seconds (plus one per finished trial)."""
 
-    def __init__(self, budget: int, max_epochs: int, every: float = 5.0, stream=sys.stderr) -> None:
+    def __init__(self, budget: int, max_epochs: int, metric: str = METRIC, label=None, every: float = 5.0,
+                 stream=sys.stderr) -> None:
         self.budget, self.max_epochs, self.every, self.stream = budget, max_epochs, every, stream
+        self.metric, self.label = metric, label or describe
         self.start = time.time()
         self.last = 0.0
         self.best: tuple[float, str] | None = None
@@ -120,15 +122,15 @@ class Progress(tune.Callback):
         failed = sum(v == "ERROR" for v in self.finished.values())
         elapsed = now - self.start
         eta = elapsed / done * (self.budget - done) if done else float("nan")
-        best = f"best val_acc {self.best[0]:.2f}% ({self.best[1]})" if self.best else "best: none yet"
+        best = f"best {self.metric} {self.best[0]:.2f}% ({self.best[1]})" if self.best else "best: none yet"
         eta_s = _fmt_seconds(eta) if done else "?"
         print(f"[{done}/{self.budget} done | {running} running | {pruned} pruned | {failed} failed] {best} | "
               f"elapsed {_fmt_seconds(elapsed)} | ETA {eta_s}", file=self.stream, flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if result.get("training_iteration", 0) >= self.max_epochs and (
-                self.best is None or result[METRIC] > self.best[0]):
-            self.best = (result[METRIC], describe(trial.config))
+        if self.metric in result and result.get("training_iteration", 0) >= self.max_epochs and (
+                self.best is None or result[self.metric] > self.best[0]):
+            self.best = (result[self.metric], self.label(trial.config))
         self._line(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):

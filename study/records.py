@@ -14,12 +14,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
 from iakd_core.config import TrialConfig
-from iakd_core.schedules import mean_probability
+from iakd_core.schedules import mean_probability, schedule_value
 
 from .space import to_trial_config
 
@@ -36,6 +37,12 @@ def write_table(df: pd.DataFrame, path: Path) -> None:
     tmp = path.with_suffix(".tmp.parquet")
     df.to_parquet(tmp, index=False)
     tmp.replace(path)
+
+
+def write_tables(run_dir: Path, trials: pd.DataFrame, epochs: pd.DataFrame) -> None:
+    write_table(trials, run_dir / "trials.parquet")
+    write_table(epochs, run_dir / "epochs.parquet")
+    write_table(schedule_curves(trials), run_dir / "schedules.parquet")
 
 
 def git_commit() -> str | None:
@@ -84,18 +91,35 @@ def _reason(error: Any) -> str | None:
     return (last[-1] if last else type(error).__name__)[:300]
 
 
-def collect(grid, base: dict[str, Any], max_epochs: int, optuna_states: dict[str, dict] | None = None
+Resolver = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
+
+
+def sweep_resolver(base: dict[str, Any]) -> Resolver:
+    """Sampled sweep params -> (full TrialConfig dict, extra columns)."""
+
+    def resolve(sampled: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        config = TrialConfig.from_dict({**base, **to_trial_config(sampled)}).to_dict()
+        return config, {"use_kd": bool(sampled.get("use_kd", config["kd_weight"] > 0)),
+                        "use_student_ce": bool(sampled.get("use_student_ce", config["student_ce_weight"] > 0))}
+
+    return resolve
+
+
+EPOCH_COLUMNS = ("train_acc", "val_acc", "val_loss", "lr", "epoch_seconds", "eval_seconds", "images_per_second",
+                 "val_acc_best", "train_seconds_total", "timestamp")
+
+
+def collect(grid, resolve: Resolver, max_epochs: int, optuna_states: dict[str, dict] | None = None
             ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Trials and epochs tables from a Ray ``ResultGrid``."""
     trial_rows, epoch_frames = [], []
     for result in grid:
         df = result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
         trial_id, number = trial_id_and_number(result.path)
-        sampled = {k: v for k, v in result.config.items()}
-        config = TrialConfig.from_dict({**base, **to_trial_config(sampled)}).to_dict()
+        config, extra = resolve(dict(result.config))
         epochs = int(df["training_iteration"].max()) if "training_iteration" in df else 0
         row: dict[str, Any] = {
-            "trial_id": trial_id, "trial_number": number,
+            "trial_id": trial_id, "trial_number": number, **extra,
             "status": trial_status(result.error, epochs, max_epochs), "reason": _reason(result.error),
             "epochs": epochs,
             "val_acc_last": float(df["val_acc"].iloc[-1]) if epochs else float("nan"),
@@ -103,19 +127,17 @@ def collect(grid, base: dict[str, Any], max_epochs: int, optuna_states: dict[str
             "train_seconds": float(df["epoch_seconds"].sum()) if epochs else 0.0,
             "eval_seconds": float(df["eval_seconds"].sum()) if epochs else 0.0,
             "images_per_second": float(df["images_per_second"].mean()) if epochs else float("nan"),
-            "use_kd": bool(sampled.get("use_kd", config["kd_weight"] > 0)),
-            "use_student_ce": bool(sampled.get("use_student_ce", config["student_ce_weight"] > 0)),
             "swap_mean_p": _mean_p(config),
         }
+        if "test_acc" in df and epochs:
+            row["test_acc"] = float(df["test_acc"].iloc[-1])
         for key, value in config.items():
             row.setdefault(key, str(value) if isinstance(value, list) else value)
         if optuna_states and trial_id in optuna_states:
             row.update(optuna_states[trial_id])
         trial_rows.append(row)
         if epochs:
-            keep = [c for c in df.columns if c == "epoch" or c.startswith(("loss", "swap_")) or c in (
-                "train_acc", "val_acc", "val_loss", "lr", "epoch_seconds", "eval_seconds", "images_per_second",
-                "val_acc_best", "train_seconds_total", "timestamp")]
+            keep = [c for c in df.columns if c == "epoch" or c.startswith(("loss", "swap_")) or c in EPOCH_COLUMNS]
             frame = df[keep].copy()
             frame.insert(0, "trial_id", trial_id)
             epoch_frames.append(frame)
@@ -127,6 +149,21 @@ def collect(grid, base: dict[str, Any], max_epochs: int, optuna_states: dict[str
     return trials, epochs_df
 
 
+def schedule_curves(trials: pd.DataFrame, points: int = 51) -> pd.DataFrame:
+    """p(t) of every IAKD trial on a grid of t (so analysis/ can draw schedules without importing the core)."""
+    rows = []
+    for row in trials.itertuples():
+        config = row._asdict()
+        if config.get("method") != "iakd":
+            continue
+        params = _schedule_params(config)
+        for i in range(points):
+            t = i / (points - 1)
+            rows.append({"trial_id": row.trial_id, "t": t,
+                         "p": schedule_value(config["swap_schedule"], t, **params)})
+    return pd.DataFrame(rows, columns=["trial_id", "t", "p"])
+
+
 def trial_id_and_number(trial_dir: str) -> tuple[str, int]:
     """Tune names trial folders ``<trainable>_<trial id>_<n>_<params>_<date>``; n counts from 1 in ask order."""
     parts = Path(trial_dir).name.split("_")
@@ -136,11 +173,15 @@ def trial_id_and_number(trial_dir: str) -> tuple[str, int]:
     raise ValueError(f"unexpected Tune trial folder name {trial_dir!r}")
 
 
+def _schedule_params(config: dict[str, Any]) -> dict[str, float]:
+    return {p: config[f"swap_{p}"] for p in ("p0", "p1", "step_at", "ramp_k")
+            if config.get(f"swap_{p}") is not None and config[f"swap_{p}"] == config[f"swap_{p}"]}
+
+
 def _mean_p(config: dict[str, Any]) -> float:
     if config["method"] != "iakd":
         return 0.0
-    params = {p: config[f"swap_{p}"] for p in ("p0", "p1", "step_at", "ramp_k") if config[f"swap_{p}"] is not None}
-    return mean_probability(config["swap_schedule"], **params)
+    return mean_probability(config["swap_schedule"], **_schedule_params(config))
 
 
 def optuna_states(storage_url: str, study_name: str) -> dict[str, dict[str, Any]]:

@@ -18,7 +18,8 @@ from iakd_core.data import load_splits
 from iakd_core.teacher import get_teacher
 
 from .engine import METRIC, FidelityAwareOptunaSearch, Progress, describe, start_ray, tune_trial
-from .records import trial_id_and_number, collect, new_manifest, optuna_states, write_json, write_table
+from .records import (collect, new_manifest, optuna_states, sweep_resolver, trial_id_and_number, write_json,
+                      write_tables)
 from .run_sweep import parse_faults
 from .space import REFERENCE_POINT, SearchSpace
 
@@ -27,8 +28,8 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, warn_independent_sampling=False)
+        return optuna.samplers.QMCSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
 
 
 def faulty_trial(config: dict[str, Any], base: dict[str, Any], faults: dict[int, str]) -> None:
@@ -99,7 +100,7 @@ def run_sweep(run_dir: Path, args: argparse.Namespace, base: dict[str, Any], gra
                                   callbacks=[Progress(args.budget, settings["max_epochs"])],
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
-    return finish(run_dir, manifest, tuner)
+    return finish(run_dir, manifest, tuner, sweep_resolver(base))
 
 
 def resume_sweep(run_dir: Path, args: argparse.Namespace) -> int:
@@ -113,11 +114,11 @@ def resume_sweep(run_dir: Path, args: argparse.Namespace) -> int:
                                                                 parse_faults(saved.inject_fault)),
                                resume_unfinished=True, resume_errored=False, restart_errored=False)
     manifest.setdefault("resumed", []).append(time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    return finish(run_dir, manifest, tuner)
+    return finish(run_dir, manifest, tuner, sweep_resolver(manifest["base_config"]))
 
 
-def finish(run_dir: Path, manifest: dict[str, Any], tuner: tune.Tuner) -> int:
-    """Run the tuner; then (also after an interrupt) write the tables, best config and manifest."""
+def finish(run_dir: Path, manifest: dict[str, Any], tuner: tune.Tuner, resolve) -> int:
+    """Run the tuner; then (also after an interrupt) write the tables, best config (sweeps) and manifest."""
     started = time.time()
     interrupted = False
     try:
@@ -125,12 +126,12 @@ def finish(run_dir: Path, manifest: dict[str, Any], tuner: tune.Tuner) -> int:
     except KeyboardInterrupt:
         interrupted = True
         grid = tune.Tuner.restore(str(run_dir / "ray"), lambda config: None).get_results()
-    states = optuna_states(manifest["storage"], manifest["study_name"])
-    trials, epochs = collect(grid, manifest["base_config"], manifest["settings"]["max_epochs"], states)
-    write_table(trials, run_dir / "trials.parquet")
-    write_table(epochs, run_dir / "epochs.parquet")
+    sweep = manifest["kind"] == "sweep"
+    states = optuna_states(manifest["storage"], manifest["study_name"]) if sweep else None
+    trials, epochs = collect(grid, resolve, manifest["settings"]["max_epochs"], states)
+    write_tables(run_dir, trials, epochs)
     complete = trials[trials["status"] == "COMPLETE"] if len(trials) else trials
-    if len(complete):
+    if sweep and len(complete):
         best = complete.loc[complete["val_acc_last"].idxmax()]
         best_config = {k: best[k] for k in TrialConfig.__dataclass_fields__ if k in best}
         write_json(run_dir / "best_config.json", {"trial_id": best["trial_id"], "val_acc": best["val_acc_last"],
@@ -143,10 +144,11 @@ def finish(run_dir: Path, manifest: dict[str, Any], tuner: tune.Tuner) -> int:
     counts = ", ".join(f"{v} {k.lower()}" for k, v in manifest["counts"].items())
     print(f"{'done' if finished else 'interrupted'}: {len(trials)}/{manifest['budget']} trials ({counts}) in "
           f"{manifest['wall_seconds']:.0f}s -> {run_dir}", file=sys.stderr, flush=True)
-    if len(complete):
+    if sweep and len(complete):
         print(f"best: val_acc {best['val_acc_last']:.2f}% ({describe(best.to_dict())})", file=sys.stderr)
     if not finished:
-        print(f"resume with: python study/run_sweep.py --resume {run_dir}", file=sys.stderr)
+        command = "run_sweep.py" if sweep else "run_ablation.py"
+        print(f"resume with: python study/{command} --resume {run_dir}", file=sys.stderr)
         return 130
     return 0
 

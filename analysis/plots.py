@@ -1,0 +1,227 @@
+#!/usr/bin/env python
+"""Every figure for every stored run (or one run): PNG + SVG into <run>/figures/.
+
+    python analysis/plots.py                       # all runs under results/
+    python analysis/plots.py results/sweeps/<run>  # one run
+
+Sweeps: best-so-far vs trial number and vs wall time, Optuna parameter importance (full-fidelity COMPLETE trials
+only), swap schedules of the top trials, val accuracy vs mean swap probability and vs granularity, parallel
+coordinates, accuracy vs training cost with the Pareto front. Ablations: bars with 95 % t-intervals and per-seed
+points. Reads files only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analysis.load import NotARunError, Run, find_runs, load_run  # noqa: E402
+from analysis.stats import mean_ci  # noqa: E402
+
+NUMERIC_PARAMS = ["swap_p0", "swap_p1", "swap_step_at", "swap_ramp_k", "swap_mean_p", "units_per_stage",
+                  "kd_weight", "kd_temperature", "student_ce_weight", "lr", "weight_decay"]
+
+
+def save(fig, folder: Path, name: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.png", folder / f"{name}.svg"]
+    fig.tight_layout()
+    for p in paths:
+        fig.savefig(p, dpi=130)
+    plt.close(fig)
+    return paths
+
+
+def complete(trials: pd.DataFrame) -> pd.DataFrame:
+    return trials[trials["status"] == "COMPLETE"]
+
+
+def best_so_far(run: Run, out: Path) -> list[Path]:
+    t = run.trials.sort_values("trial_number").copy()
+    t["full"] = t["val_acc_last"].where(t["status"] == "COMPLETE")
+    t["best"] = t["full"].cummax()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].plot(t["trial_number"], t["best"], drawstyle="steps-post", color="C0", label="best so far")
+    axes[0].scatter(t["trial_number"], t["full"], s=12, color="C0", alpha=0.5, label="COMPLETE trial")
+    axes[0].set(xlabel="trial number", ylabel="val accuracy (%)", title="Best full-fidelity val accuracy")
+    axes[0].legend()
+    if "timestamp" in run.epochs and len(run.epochs):
+        ends = run.epochs.groupby("trial_id")["timestamp"].max()
+        t["end"] = t["trial_id"].map(ends)
+        t = t.dropna(subset=["end"]).sort_values("end")
+        t["best"] = t["full"].cummax()
+        axes[1].plot((t["end"] - t["end"].min()) / 60, t["best"], drawstyle="steps-post")
+    axes[1].set(xlabel="wall time since first result (min)", ylabel="val accuracy (%)",
+                title="Best so far vs wall time")
+    return save(fig, out, "best_so_far")
+
+
+def param_importances(run: Run) -> dict[str, float]:
+    """fANOVA importances from the run's Optuna study. Optuna's evaluators read COMPLETE trials only, and the
+    sweep marks a trial COMPLETE only at full fidelity (ASHA-stopped ones are PRUNED), so early values never count."""
+    import optuna
+
+    db = run.path / "optuna.db"
+    if not db.exists():
+        return {}
+    study = optuna.load_study(study_name=run.manifest["study_name"], storage=f"sqlite:///{db}")
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(study.directions) > 1 or len(done) < 3:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+        except (RuntimeError, ValueError):
+            return {}
+
+
+def importance(run: Run, out: Path) -> list[Path]:
+    imp = param_importances(run)
+    if not imp:
+        return []
+    fig, ax = plt.subplots(figsize=(6, 0.4 * len(imp) + 1.2))
+    sns.barplot(x=list(imp.values()), y=list(imp.keys()), ax=ax, color="C0")
+    ax.set(xlabel="fANOVA importance", ylabel="", title="Parameter importance (COMPLETE, full-fidelity trials)")
+    return save(fig, out, "importance")
+
+
+def schedules(run: Run, out: Path, top: int = 5) -> list[Path]:
+    best = complete(run.trials).nlargest(top, "val_acc_last")
+    curves = run.schedules[run.schedules["trial_id"].isin(best["trial_id"])]
+    if not len(curves):
+        return []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for rank, row in enumerate(best.itertuples(), 1):
+        c = curves[curves["trial_id"] == row.trial_id]
+        ax.plot(c["t"], c["p"], label=f"#{rank} {row.swap_schedule} ({row.val_acc_last:.2f}%)")
+    ax.set(xlabel="training progress t", ylabel="swap probability p(t)", ylim=(-0.03, 1.03),
+           title=f"Swap schedules of the top {len(best)} trials")
+    ax.legend(fontsize=8)
+    return save(fig, out, "schedules_top")
+
+
+def accuracy_vs_swap(run: Run, out: Path) -> list[Path]:
+    t = complete(run.trials)
+    if not len(t):
+        return []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    sns.scatterplot(data=t, x="swap_mean_p", y="val_acc_last", hue="swap_schedule", ax=axes[0])
+    axes[0].set(xlabel="mean swap probability over training", ylabel="val accuracy (%)",
+                title="Val accuracy vs mean swap probability")
+    sns.boxplot(data=t, x="units_per_stage", y="val_acc_last", ax=axes[1], color="0.85")
+    sns.stripplot(data=t, x="units_per_stage", y="val_acc_last", ax=axes[1], color="C0")
+    axes[1].set(xlabel="granularity (swap units per stage)", ylabel="val accuracy (%)",
+                title="Val accuracy vs granularity")
+    return save(fig, out, "accuracy_vs_swap")
+
+
+def parallel(run: Run, out: Path) -> list[Path]:
+    t = complete(run.trials)
+    cols = [c for c in NUMERIC_PARAMS if c in t and t[c].notna().any() and t[c].nunique() > 1]
+    if len(t) < 3 or len(cols) < 2:
+        return []
+    norm = t[cols].astype(float)
+    norm = (norm - norm.min()) / (norm.max() - norm.min()).replace(0, 1)
+    norm["val accuracy"] = pd.qcut(t["val_acc_last"].rank(method="first"), 3, labels=["low", "mid", "high"])
+    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(cols)), 4))
+    pd.plotting.parallel_coordinates(norm.fillna(-0.05), "val accuracy", ax=ax, alpha=0.6,
+                                     color=["#c44e52", "#8c8c8c", "#4c72b0"])
+    ax.set(ylabel="normalised value (missing = below 0)", title="Parallel coordinates (COMPLETE trials)")
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    return save(fig, out, "parallel_coordinates")
+
+
+def pareto_front(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """Indices of points no other point beats on both lower cost and higher accuracy."""
+    order = np.lexsort((-acc, cost))
+    front, best = [], -np.inf
+    for i in order:
+        if acc[i] > best:
+            front.append(i)
+            best = acc[i]
+    return np.array(front, dtype=int)
+
+
+def pareto(run: Run, out: Path) -> list[Path]:
+    t = complete(run.trials)
+    if not len(t):
+        return []
+    front = t.iloc[pareto_front(t["train_seconds"].to_numpy(), t["val_acc_last"].to_numpy())]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(t["train_seconds"], t["val_acc_last"], s=15, alpha=0.6, label="COMPLETE trial")
+    ax.plot(front["train_seconds"], front["val_acc_last"], "o-", color="C3", label="Pareto front")
+    ax.set(xlabel="training seconds", ylabel="val accuracy (%)", title="Accuracy vs training cost")
+    ax.legend()
+    return save(fig, out, "pareto")
+
+
+def ablation_bars(run: Run, out: Path) -> list[Path]:
+    t = run.trials[run.trials["status"] == "COMPLETE"]
+    if "test_acc" not in t or not len(t):
+        return []
+    order = list(dict.fromkeys(run.manifest.get("arms", {}) or t["arm"]))
+    order = [a for a in order if a in set(t["arm"])]
+    stats = [mean_ci(t.loc[t["arm"] == a, "test_acc"]) for a in order]
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(order)), 4.2))
+    means = [s[0] for s in stats]
+    err = np.array([[m - lo if lo == lo else 0 for m, lo, _ in stats], [hi - m if hi == hi else 0
+                                                                          for m, _, hi in stats]])
+    ax.bar(range(len(order)), means, color="0.8", yerr=err, capsize=4, label="mean, 95 % t-interval")
+    sns.stripplot(data=t, x="arm", y="test_acc", order=order, ax=ax, color="C0", size=5, label="seed")
+    lo = min(t["test_acc"].min(), min(s[1] for s in stats if s[1] == s[1]) if len(t) > 1 else t["test_acc"].min())
+    ax.set_ylim(max(0, lo - 2), min(100, t["test_acc"].max() + 2))
+    ax.set(xlabel="", ylabel="test accuracy (%)", title="Ablation: test accuracy per arm")
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles[:2], labels[:2], fontsize=8)
+    return save(fig, out, "ablation_bars")
+
+
+SWEEP_FIGURES = (best_so_far, importance, schedules, accuracy_vs_swap, parallel, pareto)
+ABLATION_FIGURES = (ablation_bars,)
+
+
+def plot_run(run: Run) -> list[Path]:
+    out = run.path / "figures"
+    figures = ABLATION_FIGURES if run.kind == "ablation" else SWEEP_FIGURES
+    paths: list[Path] = []
+    for fn in figures:
+        paths += fn(run, out)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", nargs="?", help="one run folder (default: every run under results/)")
+    args = p.parse_args(argv)
+    sns.set_theme(style="whitegrid", context="notebook")
+    runs = [Path(args.run)] if args.run else find_runs()
+    if not runs:
+        print("no runs under results/: run python study/run_sweep.py first", file=sys.stderr)
+        return 0
+    for path in runs:
+        try:
+            paths = plot_run(load_run(path))
+        except NotARunError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"{path}: {len(paths) // 2} figures -> {path / 'figures'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+#!/usr/bin/env python
+"""Write report.md and report.html for a run (an ablation run also summarises the sweep it came from).
+
+    python analysis/report.py results/ablations/<run>
+    python analysis/report.py results/sweeps/<run>
+
+Tables: 1 (methods, paper shape), 2 (schedule), 3 (granularity), 4 (loss terms), sweep summary with the top
+trials, published anchor numbers when the setting matches, the environment and the commands that regenerate
+everything, and a conclusion computed from the numbers. Figures are made by analysis/plots.py and linked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import markdown
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analysis.load import NotARunError, Run, load_run  # noqa: E402
+from analysis.plots import plot_run  # noqa: E402
+from analysis.stats import holm, paired_comparison  # noqa: E402
+from analysis.tables import ALPHA, anchors_for, comparisons_vs_best, sweep_summary, table1  # noqa: E402
+
+
+def md_table(df: pd.DataFrame) -> str:
+    return df.to_markdown(index=False) if len(df) else "_no completed trials for this table_"
+
+
+def conclusion(run: Run) -> list[str]:
+    t = run.trials[(run.trials["status"] == "COMPLETE")]
+    wide = t.pivot_table(index="seed", columns="arm", values="test_acc")
+    lines, comps = [], []
+    for ref in ("student", "kd"):
+        if "iakd_best" in wide and ref in wide:
+            pair = wide[["iakd_best", ref]].dropna()
+            comps.append((ref, paired_comparison(pair["iakd_best"], pair[ref])))
+    adjusted = holm([c["p_ttest"] for _, c in comps])
+    for (ref, c), p in zip(comps, adjusted):
+        name = {"student": "the student trained alone", "kd": "conventional KD"}[ref]
+        if p != p:
+            verdict = "cannot be tested (fewer than 2 paired seeds)"
+        elif p < ALPHA:
+            verdict = f"significantly {'better' if c['delta'] > 0 else 'worse'} (Holm-adjusted p = {p:.3f})"
+        else:
+            verdict = f"not significantly different (Holm-adjusted p = {p:.3f}, α = {ALPHA})"
+        lines.append(f"- The best IAKD configuration vs {name}: Δ = {c['delta']:+.2f} points "
+                     f"(95 % CI [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], n = {c['n']} seeds): {verdict}.")
+    if "iakd_best" in wide and "no_swap" in wide:
+        pair = wide[["iakd_best", "no_swap"]].dropna()
+        c = paired_comparison(pair["iakd_best"], pair["no_swap"])
+        lines.append(f"- Swapping itself (best vs the same config with p = 0): Δ = {c['delta']:+.2f} points, "
+                     f"paired t-test p = {c['p_ttest']:.3f} (unadjusted).")
+    return lines or ["- No completed ablation arms to compare."]
+
+
+def figure_links(run: Run) -> list[str]:
+    folder = run.path / "figures"
+    return [f"![{p.stem}]({p.relative_to(run.path).as_posix()})" for p in sorted(folder.glob("*.png"))]
+
+
+def sweep_section(run: Run, title: str) -> list[str]:
+    info, top = sweep_summary(run)
+    teacher = info["teacher"]
+    wall = f"{info['wall_seconds'] / 60:.1f} min" if info["wall_seconds"] else "n/a"
+    out = [f"## {title}", "",
+           f"Run `{run.name}`: budget {info['budget']}, {info['complete']} complete (full fidelity), "
+           f"{info['pruned']} pruned by ASHA, {info['failed']} failed; sweep wall time {wall}. Teacher "
+           f"{teacher.get('arch', '?')}: val {teacher.get('val_acc', float('nan')):.2f} %, test "
+           f"{teacher.get('test_acc', float('nan')):.2f} %.", "",
+           f"Best full-fidelity config (by val accuracy): {info['best'] or 'none'}.", "",
+           "Top trials (COMPLETE, val accuracy %):", "", md_table(top), ""]
+    out += figure_links(run)
+    return out
+
+
+def environment_section(run: Run, sweep: Run | None) -> list[str]:
+    m = run.manifest
+    v = ", ".join(f"{k} {val}" for k, val in m.get("versions", {}).items())
+    mach = m.get("machine", {})
+    lines = ["## Environment and how to regenerate", "",
+             f"- versions: {v}", f"- machine: {mach.get('cpus')} CPUs, CUDA: {mach.get('cuda')}, "
+             f"{mach.get('platform')}", f"- git commit: {m.get('git_commit')}",
+             f"- dataset: {m.get('dataset', {}).get('name')} (train {m.get('dataset', {}).get('train')}, val "
+             f"{m.get('dataset', {}).get('val')}, checksum {m.get('dataset', {}).get('checksum')})", "",
+             "Commands (in order):", "", "```bash"]
+    if sweep is not None:
+        lines.append(f"python study/{sweep.manifest.get('command', 'run_sweep.py')}")
+    lines.append(f"python study/{m.get('command', '')}" if m.get("kind") == "ablation" else "")
+    lines += ["python analysis/plots.py", f"python analysis/report.py {run.path}", "```", ""]
+    return [line for line in lines if line is not None]
+
+
+def build_report(run: Run) -> str:
+    sweep = None
+    if run.kind == "ablation" and run.manifest.get("source_sweep"):
+        try:
+            sweep = load_run(run.manifest["source_sweep"])
+        except NotARunError:
+            sweep = None
+    cfg = run.manifest.get("base_config", {})
+    lines = [f"# IAKD report — {run.name}", "",
+             f"Setting: {cfg.get('dataset')}, teacher {cfg.get('teacher')} → student {cfg.get('student')}, "
+             f"{cfg.get('epochs')} epochs. All accuracies are top-1 %. Sweep and selection use the validation "
+             "split carved from the official training set; the official test set is used once per ablation "
+             "trial, at the end.", ""]
+    if run.kind == "ablation":
+        seeds = run.manifest.get("seeds", [])
+        lines += ["## Conclusion", ""] + conclusion(run) + ["", "## Table 1 — methods", "",
+                  f"Test accuracy, mean ± std over seeds {seeds}; Δ with 95 % t-interval; paired t-test p; "
+                  "Holm correction across all comparisons of the table.", "", md_table(table1(run)), ""]
+        anchors = anchors_for(run)
+        lines += ["### Published anchor numbers", ""]
+        if len(anchors):
+            lines += ["Same setting as published (CIFAR-100 top-1 %; IAKD's own paper numbers are not available "
+                      "here: n/a).", "", md_table(anchors), ""]
+        else:
+            lines += ["No published numbers exist for this setting (published anchors cover the CIFAR-100 "
+                      "presets only); IAKD's own paper numbers: n/a.", ""]
+        for number, (factor, title) in enumerate((("schedule", "schedule"), ("granularity", "granularity"),
+                                                  ("loss", "loss terms")), 2):
+            lines += [f"## Table {number} — {title} ablation", "",
+                      md_table(comparisons_vs_best(run, factor)), ""]
+        lines += figure_links(run) + [""]
+        if sweep is not None:
+            lines += sweep_section(sweep, "Sweep summary") + [""]
+    else:
+        lines += sweep_section(run, "Sweep summary") + [""]
+    lines += environment_section(run, sweep)
+    return "\n".join(lines)
+
+
+def write_report(run: Run) -> tuple[Path, Path]:
+    plot_run(run)
+    if run.kind == "ablation" and run.manifest.get("source_sweep"):
+        try:
+            plot_run(load_run(run.manifest["source_sweep"]))
+        except NotARunError:
+            pass
+    text = build_report(run)
+    md_path, html_path = run.path / "report.md", run.path / "report.html"
+    md_path.write_text(text)
+    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    html_path.write_text(f"<!doctype html><meta charset='utf-8'><title>{run.name}</title>"
+                         "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:"
+                         "collapse}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style>"
+                         f"{body}")
+    return md_path, html_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="a run folder (ablation or sweep)")
+    args = p.parse_args(argv)
+    try:
+        run = load_run(args.run)
+    except NotARunError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    md_path, html_path = write_report(run)
+    print(f"wrote {md_path} and {html_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

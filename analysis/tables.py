@@ -1,0 +1,109 @@
+"""Paper-style tables from run files (pandas only)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .load import Run, load_anchors
+from .stats import fmt_delta, fmt_mean_std, holm, paired_comparison
+
+METHOD_ARMS = ("student", "kd", "iakd_paper_default", "iakd_best")
+ALPHA = 0.05
+
+
+def _ok(trials: pd.DataFrame) -> pd.DataFrame:
+    return trials[(trials["status"] == "COMPLETE") & trials["test_acc"].notna()] if "test_acc" in trials else \
+        trials.iloc[0:0]
+
+
+def _fmt_p(p: float) -> str:
+    return "n/a" if p != p else (f"{p:.3f}" if p >= 0.001 else "<0.001")
+
+
+def table1(run: Run) -> pd.DataFrame:
+    """Method × setting: test accuracy, Δ vs student and vs KD (95 % CI), paired t-test p, Holm across table."""
+    t = _ok(run.trials)
+    wide = t.pivot_table(index="seed", columns="arm", values="test_acc")
+    setting = f"{run.manifest['base_config']['dataset']}: {run.manifest['base_config']['teacher']} → " \
+              f"{run.manifest['base_config']['student']}"
+    rows, comparisons = [], []
+    for arm in [a for a in METHOD_ARMS if a in wide]:
+        row = {"setting": setting, "method": arm, "test acc (%)": fmt_mean_std(wide[arm].dropna())}
+        for ref in ("student", "kd"):
+            if ref in wide and arm != ref:
+                pair = wide[[arm, ref]].dropna()
+                c = paired_comparison(pair[arm], pair[ref])
+                comparisons.append((len(rows), ref, c))
+                row[f"Δ vs {ref} [95% CI]"] = fmt_delta(c)
+                row[f"p vs {ref}"] = _fmt_p(c["p_ttest"])
+            else:
+                row[f"Δ vs {ref} [95% CI]"] = "—"
+                row[f"p vs {ref}"] = "—"
+        rows.append(row)
+    adjusted = holm([c["p_ttest"] for _, _, c in comparisons])
+    for (i, ref, _), p in zip(comparisons, adjusted):
+        rows[i][f"p_holm vs {ref}"] = _fmt_p(p)
+    df = pd.DataFrame(rows)
+    for ref in ("student", "kd"):
+        if f"p_holm vs {ref}" in df:
+            df[f"p_holm vs {ref}"] = df[f"p_holm vs {ref}"].fillna("—")
+    return df
+
+
+def comparisons_vs_best(run: Run, factor: str) -> pd.DataFrame:
+    """One ablation table: iakd_best and each arm of ``factor``; Δ vs iakd_best, p, Holm within the table."""
+    t = _ok(run.trials)
+    arms = [a for a in dict.fromkeys(t.loc[t["factor"] == factor, "arm"]) if a != "iakd_best"]
+    if not arms or "iakd_best" not in set(t["arm"]):
+        return pd.DataFrame()
+    wide = t.pivot_table(index="seed", columns="arm", values="test_acc")
+    first = t[t["arm"] == "iakd_best"].iloc[0]
+    rows = [{"arm": "iakd_best", "change": describe_best(first), "test acc (%)": fmt_mean_std(wide["iakd_best"]),
+             "Δ vs best [95% CI]": "—", "p": "—", "_p": float("nan")}]
+    for arm in arms:
+        pair = wide[[arm, "iakd_best"]].dropna()
+        c = paired_comparison(pair[arm], pair["iakd_best"])
+        rows.append({"arm": arm, "change": describe_change(run, arm), "test acc (%)": fmt_mean_std(wide[arm]),
+                     "Δ vs best [95% CI]": fmt_delta(c), "p": _fmt_p(c["p_ttest"]), "_p": c["p_ttest"]})
+    df = pd.DataFrame(rows)
+    df["p_holm"] = [_fmt_p(p) if i else "—" for i, p in enumerate(holm(df["_p"]))]
+    return df.drop(columns="_p")
+
+
+def describe_best(row: pd.Series) -> str:
+    parts = [f"{row['swap_schedule']} p0={row['swap_p0']:.2f}"]
+    if row.get("swap_p1") == row.get("swap_p1") and row.get("swap_p1") is not None:
+        parts.append(f"p1={row['swap_p1']:.2f}")
+    parts.append(f"mean p={row['swap_mean_p']:.2f}, {int(row['units_per_stage'])} unit(s)/stage")
+    if row["kd_weight"]:
+        parts.append(f"KD {row['kd_weight']:.2f} (T={row['kd_temperature']:.1f})")
+    if row["student_ce_weight"]:
+        parts.append(f"student CE {row['student_ce_weight']:.2f}")
+    return ", ".join(parts)
+
+
+def describe_change(run: Run, arm: str) -> str:
+    overrides = run.manifest.get("arms", {}).get(arm, {})
+    return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "—"
+
+
+def sweep_summary(run: Run, top: int = 5) -> tuple[dict, pd.DataFrame]:
+    t = run.trials
+    counts = t["status"].value_counts().to_dict()
+    info = {"budget": run.manifest.get("budget", len(t)), "complete": counts.get("COMPLETE", 0),
+            "pruned": counts.get("PRUNED", 0), "failed": counts.get("ERROR", 0),
+            "wall_seconds": run.manifest.get("wall_seconds"), "teacher": run.manifest.get("teacher", {}),
+            "best": None}
+    full = t[t["status"] == "COMPLETE"].nlargest(top, "val_acc_last")
+    if len(full):
+        info["best"] = describe_best(full.iloc[0])
+    cols = ["trial_number", "val_acc_last", "swap_schedule", "swap_p0", "swap_p1", "swap_mean_p", "swap_profile",
+            "units_per_stage", "swap_mode", "kd_weight", "student_ce_weight", "train_seconds"]
+    return info, full[[c for c in cols if c in full]].round(3)
+
+
+def anchors_for(run: Run) -> pd.DataFrame:
+    cfg = run.manifest.get("base_config", {})
+    a = load_anchors()
+    return a[(a["dataset"] == cfg.get("dataset")) & (a["teacher"] == cfg.get("teacher"))
+             & (a["student"] == cfg.get("student"))]

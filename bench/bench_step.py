@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""P3: throughput of our student / KD / IAKD training steps vs a minimal hand-written PyTorch loop doing the same
+math on the same tensors, and the IAKD step cost vs the KD step cost at p = 0.5.
+
+    python bench/bench_step.py [--preset laptop] [--images 3072] [--repeats 3]
+
+Ours = ``iakd_core.train.fit`` for one epoch (augmentation off, so both sides see identical batches; validation
+time excluded). Hand = a plain loop: forward, loss, zero_grad, backward, step. Best of ``--repeats`` alternating
+runs. Prints the figures, then the goals; exits 1 if a goal is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from iakd_core.config import TrialConfig  # noqa: E402
+from iakd_core.data import DataSplits, TensorDataset  # noqa: E402
+from iakd_core.methods import build_method  # noqa: E402
+from iakd_core.models import build_model  # noqa: E402
+from iakd_core.presets import preset_config  # noqa: E402
+from iakd_core.train import fit  # noqa: E402
+from iakd_core.units import split_units  # noqa: E402
+
+
+def ours(cfg: TrialConfig, data: DataSplits, teacher) -> float:
+    torch.manual_seed(0)
+    student = build_model(cfg.student, 10, data.in_channels)
+    method = build_method(cfg, student, teacher)
+    result = fit(method, data, cfg, torch.device("cpu"))
+    return result.images / result.history[-1]["epoch_seconds"]
+
+
+def hand(cfg: TrialConfig, data: DataSplits, teacher) -> float:
+    torch.manual_seed(0)
+    student = build_model(cfg.student, 10, data.in_channels)
+    opt = torch.optim.SGD(student.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    s_units, t_units = split_units(student, 1), split_units(teacher, 1) if teacher is not None else None
+    gen = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(data.train), generator=gen)
+    student.train()
+    start = time.perf_counter()
+    for i in range(0, len(order), cfg.batch_size):
+        idx = order[i : i + cfg.batch_size]
+        x, y = data.train.images[idx], data.train.labels[idx]
+        if cfg.method == "student":
+            loss = F.cross_entropy(student(x), y)
+        elif cfg.method == "kd":
+            logits = student(x)
+            with torch.no_grad():
+                t = teacher(x)
+            kl = F.kl_div(F.log_softmax(logits / 4, 1), F.log_softmax(t / 4, 1), reduction="batchmean",
+                          log_target=True) * 16
+            loss = 0.1 * F.cross_entropy(logits, y) + 0.9 * kl
+        else:
+            mask = torch.rand(3, generator=gen) < 0.5
+            h = student.stem(x)
+            for u in range(3):
+                h = t_units[u](h) if mask[u] else s_units[u](h)
+            loss = F.cross_entropy(student.head(h), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return len(order) / (time.perf_counter() - start)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="laptop")
+    p.add_argument("--images", type=int, default=3072)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    base = TrialConfig.from_dict(preset_config(args.preset), epochs=1, crop_padding=0, flip=False,
+                                 lr_schedule="constant")
+    shape = (args.images, 1, base.image_size or 28, base.image_size or 28)
+    g = torch.Generator().manual_seed(0)
+    train = TensorDataset(torch.randn(shape, generator=g), torch.randint(0, 10, (args.images,), generator=g))
+    data = DataSplits(train, TensorDataset(train.images[:64], train.labels[:64]), 10, 1, torch.zeros(1))
+    torch.manual_seed(1)
+    teacher = build_model(base.teacher, 10, 1).eval().requires_grad_(False)
+    configs = {
+        "student": base.replace(**preset_config(args.preset, "student"), epochs=1, crop_padding=0, flip=False,
+                                lr_schedule="constant"),
+        "kd": base.replace(**preset_config(args.preset, "kd"), epochs=1, crop_padding=0, flip=False,
+                           lr_schedule="constant"),
+        "iakd": base.replace(method="iakd", swap_p0=0.5, epochs=1, crop_padding=0, flip=False,
+                             lr_schedule="constant"),
+    }
+    rates = {}
+    for name, cfg in configs.items():
+        t = teacher if cfg.uses_teacher else None
+        o = max(ours(cfg, data, t) for _ in range(args.repeats))
+        h = max(hand(cfg, data, t) for _ in range(args.repeats))
+        rates[name] = (o, h)
+        print(f"{name:>8}: ours {o:7.0f} img/s | hand-written {h:7.0f} img/s | ratio {o / h:.3f}")
+    iakd_vs_kd = rates["kd"][0] / rates["iakd"][0]  # cost = 1 / throughput
+    print(f"IAKD step cost / KD step cost at p=0.5: {iakd_vs_kd:.3f}")
+    goals = [(f"{n} ratio >= 0.95", rates[n][0] / rates[n][1] >= 0.95) for n in rates]
+    goals.append(("IAKD cost / KD cost <= 1.0", iakd_vs_kd <= 1.0))
+    for text, ok in goals:
+        print(f"goal {text}: {'met' if ok else 'MISSED'}")
+    return 0 if all(ok for _, ok in goals) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""analysis/ on hand-built run folders (no training): statistics, tables, figures, report."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis.load import load_run
+from analysis.plots import pareto_front, plot_run
+from analysis.report import build_report, write_report
+from analysis.stats import holm, mean_ci, paired_comparison
+from analysis.tables import comparisons_vs_best, table1
+
+
+def test_paired_comparison_matches_direct_scipy_calls():
+    a, b = np.array([71.2, 70.1, 72.5, 70.9]), np.array([70.0, 69.8, 71.0, 70.5])
+    c = paired_comparison(a, b)
+    d = a - b
+    lo, hi = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+    assert c["delta"] == pytest.approx(d.mean())
+    assert (c["ci_low"], c["ci_high"]) == pytest.approx((lo, hi))
+    assert c["p_ttest"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert c["p_wilcoxon"] == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    assert mean_ci([1.0, 2.0, 3.0])[0] == 2.0
+
+
+def test_holm_orders_and_adjusts_like_the_textbook():
+    p = [0.01, 0.04, 0.03, float("nan")]
+    adj = holm(p)
+    # sorted 0.01, 0.03, 0.04 -> 0.03, 0.06, 0.06 (monotone), NaN stays NaN
+    assert adj[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(adj[3])
+
+
+def make_sweep(folder, n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        status = ["COMPLETE", "PRUNED", "COMPLETE", "ERROR"][i % 4]
+        sched = ["constant", "linear", "cosine"][i % 3]
+        rows.append({"trial_id": f"{i:08x}", "trial_number": i + 1, "status": status,
+                     "reason": "boom" if status == "ERROR" else None, "epochs": 8 if status == "COMPLETE" else 2,
+                     "val_acc_last": 70 + rng.normal() * 3, "val_acc_best": 72.0, "train_seconds": 50 + i,
+                     "eval_seconds": 5.0, "images_per_second": 900.0, "swap_schedule": sched,
+                     "swap_p0": rng.uniform(), "swap_p1": rng.uniform() if sched != "constant" else None,
+                     "swap_mean_p": rng.uniform(), "swap_profile": "uniform", "units_per_stage": 1 + i % 2,
+                     "swap_mode": "bernoulli", "kd_weight": 0.0, "kd_temperature": 4.0, "student_ce_weight": 0.0,
+                     "method": "iakd"})
+    trials = pd.DataFrame(rows)
+    epochs = pd.DataFrame([{"trial_id": r["trial_id"], "epoch": e, "val_acc": 60 + e,
+                            "timestamp": 1000 + 10 * r["trial_number"] + e} for r in rows for e in (1, 2)])
+    sched = pd.DataFrame([{"trial_id": r["trial_id"], "t": t / 10, "p": 0.5} for r in rows for t in range(11)])
+    folder.mkdir(parents=True)
+    trials.to_parquet(folder / "trials.parquet")
+    epochs.to_parquet(folder / "epochs.parquet")
+    sched.to_parquet(folder / "schedules.parquet")
+    (folder / "manifest.json").write_text(json.dumps({
+        "kind": "sweep", "budget": n, "study_name": "x", "wall_seconds": 600,
+        "base_config": {"dataset": "fashion-mnist", "teacher": "resnet26", "student": "resnet14", "epochs": 8},
+        "teacher": {"arch": "resnet26", "val_acc": 82.0, "test_acc": 81.0}, "command": "run_sweep.py --budget 12"}))
+    return folder
+
+
+def make_ablation(folder, sweep, deltas, seeds=(1000, 1001, 1002)):
+    rows = []
+    rng = np.random.default_rng(1)
+    factor = {"student": "method", "kd": "method", "iakd_best": "method", "iakd_paper_default": "method",
+              "no_swap": "schedule", "granularity_2": "granularity", "minus_kd": "loss"}
+    for arm, delta in deltas.items():
+        for s in seeds:
+            rows.append({"trial_id": f"{arm}{s}", "arm": arm, "factor": factor[arm], "seed": s, "status": "COMPLETE",
+                         "test_acc": 70 + delta + rng.normal() * 0.2, "swap_schedule": "linear", "swap_p0": 0.8,
+                         "swap_p1": 0.2, "swap_mean_p": 0.5, "units_per_stage": 1, "kd_weight": 0.5,
+                         "kd_temperature": 4.0, "student_ce_weight": 0.0, "epochs": 8})
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(folder / "trials.parquet")
+    (folder / "manifest.json").write_text(json.dumps({
+        "kind": "ablation", "source_sweep": str(sweep), "seeds": list(seeds), "arms": {a: {} for a in deltas},
+        "base_config": {"dataset": "cifar100", "teacher": "resnet56", "student": "resnet20", "epochs": 240},
+        "command": "run_ablation.py x"}))
+    return folder
+
+
+ARMS = {"student": 0.0, "kd": 1.5, "iakd_best": 3.0, "iakd_paper_default": 2.0, "no_swap": 1.0,
+        "granularity_2": 2.5, "minus_kd": 2.0}
+
+
+def test_table1_shape_rounding_and_holm(tmp_path):
+    sweep = make_sweep(tmp_path / "s")
+    run = load_run(make_ablation(tmp_path / "a", sweep, ARMS))
+    t1 = table1(run)
+    assert list(t1["method"]) == ["student", "kd", "iakd_paper_default", "iakd_best"]
+    assert t1.loc[0, "Δ vs student [95% CI]"] == "—"
+    best = t1.set_index("method").loc["iakd_best"]
+    assert best["Δ vs student [95% CI]"].startswith("+3.0") or best["Δ vs student [95% CI]"].startswith("+2.9")
+    assert best["test acc (%)"].endswith("(n=3)") and "±" in best["test acc (%)"]
+    assert best["p_holm vs kd"] != "—"
+
+
+def test_ablation_tables_compare_against_the_best(tmp_path):
+    run = load_run(make_ablation(tmp_path / "a", make_sweep(tmp_path / "s"), ARMS))
+    sched = comparisons_vs_best(run, "schedule")
+    assert list(sched["arm"]) == ["iakd_best", "no_swap"]
+    assert sched.loc[1, "Δ vs best [95% CI]"].startswith("-2.")
+    assert len(comparisons_vs_best(run, "granularity")) == 2 and len(comparisons_vs_best(run, "loss")) == 2
+
+
+def test_report_has_every_section_and_an_honest_conclusion(tmp_path):
+    sweep = make_sweep(tmp_path / "s")
+    run = load_run(make_ablation(tmp_path / "a", sweep, ARMS))
+    text = build_report(run)
+    for section in ("## Conclusion", "## Table 1", "Published anchor numbers", "## Table 2", "## Table 3",
+                    "## Table 4", "## Sweep summary", "## Environment and how to regenerate"):
+        assert section in text, section
+    assert "| 72.34" in text or "72.34" in text  # CIFAR-100 resnet56 -> resnet20 anchors beside ours
+    assert "significantly better" in text  # +3 points with tiny noise over 3 seeds
+    flat = load_run(make_ablation(tmp_path / "b", sweep, {**ARMS, "iakd_best": 1.5}))
+    assert "not significantly different" in build_report(flat)  # same mean as KD
+
+
+def test_figures_render_with_agg_and_report_files_are_written(tmp_path):
+    sweep = load_run(make_sweep(tmp_path / "s"))
+    paths = plot_run(sweep)
+    names = {p.stem for p in paths}
+    assert {"best_so_far", "schedules_top", "accuracy_vs_swap", "parallel_coordinates", "pareto"} <= names
+    assert all(p.stat().st_size > 1000 for p in paths)
+    run = load_run(make_ablation(tmp_path / "a", tmp_path / "s", ARMS))
+    md, html = write_report(run)
+    assert (tmp_path / "a" / "figures" / "ablation_bars.svg").exists()
+    assert "<table>" in html.read_text() and "ablation_bars.png" in md.read_text()
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    cost = np.array([1.0, 2.0, 3.0, 2.5])
+    acc = np.array([50.0, 60.0, 55.0, 70.0])
+    assert sorted(pareto_front(cost, acc).tolist()) == [0, 1, 3]
+
+
+def test_importance_uses_only_complete_full_fidelity_trials(tmp_path):
+    import optuna
+
+    from analysis.plots import importance, param_importances
+
+    folder = make_sweep(tmp_path / "s")
+    storage = f"sqlite:///{folder / 'optuna.db'}"
+    study = optuna.create_study(study_name="x", storage=storage, direction="maximize")
+    dist = {"a": optuna.distributions.FloatDistribution(0, 1), "b": optuna.distributions.FloatDistribution(0, 1)}
+    rng = np.random.default_rng(0)
+    for _ in range(12):  # a drives COMPLETE values
+        a, b = rng.uniform(), rng.uniform()
+        study.add_trial(optuna.trial.create_trial(params={"a": a, "b": b}, distributions=dist, value=10 * a))
+    for _ in range(30):  # PRUNED trials where b would look decisive if they were (wrongly) counted
+        a, b = rng.uniform(), rng.uniform()
+        study.add_trial(optuna.trial.create_trial(params={"a": a, "b": b}, distributions=dist, value=None,
+                                                  state=optuna.trial.TrialState.PRUNED,
+                                                  intermediate_values={1: 100 * b}))
+    imp = param_importances(load_run(folder))
+    assert imp["a"] > 0.8 > imp["b"]
+    paths = importance(load_run(folder), tmp_path / "fig")
+    assert paths and paths[0].exists()
