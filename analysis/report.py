@@ -121,7 +121,7 @@ def build_report(run: Run) -> str:
             lines += ["No published numbers exist for this setting (published anchors cover the CIFAR-100 "
                       "presets only); IAKD's own paper numbers: n/a.", ""]
         for number, (factor, title) in enumerate((("schedule", "schedule"), ("granularity", "granularity"),
-                                                  ("loss", "loss terms")), 2):
+                                                  ("loss", "loss terms and BN recalibration")), 2):
             lines += [f"## Table {number} — {title} ablation", "",
                       md_table(comparisons_vs_best(run, factor)), ""]
         lines += figure_links(run) + [""]

@@ -63,6 +63,8 @@ class TrialConfig:
                            choices=("none", "fitnet", "at"))
     feature_weight: float = _f(0.0, "weight of the feature term (fitnet: 100, at: 1000 in the literature)", lo=0)
     hint_stage: int = _f(1, "fitnet: which stage's output (0-based) is hinted", lo=0)
+    bn_recalibration_batches: int = _f(0, "before each evaluation, recompute the student's BatchNorm statistics "
+                                       "on this many student-only training batches (0: off)", lo=0, hi=10_000)
     # ---- optimisation
     epochs: int = _f(10, "training epochs (the fidelity ASHA cuts)", lo=1, hi=10_000)
     batch_size: int = _f(64, "batch size", lo=1, hi=65_536)

@@ -26,6 +26,7 @@ STUDENT_FIELDS = frozenset({
     "teacher", "student", "method", "units_per_stage", "swap_schedule", "swap_p0", "swap_p1", "swap_step_at",
     "swap_ramp_k", "swap_profile", "swap_mode", "ce_weight", "kd_weight", "kd_temperature", "student_ce_weight",
     "feature_term", "feature_weight", "hint_stage", "epochs", "seed", "teacher_epochs", "teacher_seed",
+    "bn_recalibration_batches",
 })
 
 
@@ -37,7 +38,8 @@ def teacher_recipe(cfg: TrialConfig) -> TrialConfig:
     """The config that trains ``cfg``'s teacher: the student recipe, on the teacher architecture, CE only."""
     return TrialConfig.from_dict(cfg, method="student", student=cfg.teacher, epochs=cfg.teacher_epochs,
                                  seed=cfg.teacher_seed, kd_weight=0.0, student_ce_weight=0.0, feature_weight=0.0,
-                                 feature_term="none", ce_weight=1.0, evaluate_test=False, fault="none")
+                                 feature_term="none", ce_weight=1.0, evaluate_test=False, fault="none",
+                                 bn_recalibration_batches=0)
 
 
 def teacher_key(cfg: TrialConfig) -> str:

@@ -66,6 +66,31 @@ def evaluate(model: nn.Module, data: TensorDataset, cfg: TrialConfig, device: to
     return {"acc": 100.0 * correct / len(data), "loss": loss_sum / len(data)}
 
 
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, data: TensorDataset, batches: int, cfg: TrialConfig, device: torch.device,
+                   generator: torch.Generator) -> None:
+    """Recompute ``model``'s BatchNorm running statistics from scratch (cumulative average) on ``batches``
+    student-only training batches. For IAKD: during training a student unit's statistics also accumulate
+    inputs produced by swapped-in teacher units, which the student alone never produces at evaluation."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches <= 0:
+        return
+    was_training = model.training
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    order = torch.randperm(len(data), generator=generator)
+    for k in range(min(batches, -(-len(order) // cfg.batch_size))):
+        idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
+        with autocast(device, cfg.amp):
+            model(_prepare(data.images[idx], device, cfg.channels_last))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+
+
 def make_optimizer(method: Method, cfg: TrialConfig, total_epochs: int):
     opt = torch.optim.SGD(method.trainable_parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay, nesterov=cfg.nesterov and cfg.momentum > 0)
@@ -100,6 +125,7 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
     fault_kind, _, fault_epoch = cfg.fault.partition("@")
     result = FitResult()
     fill = data.fill
+    recal_gen = torch.Generator().manual_seed(cfg.seed + 104729)  # never disturbs the batch order
     step = 0
     for epoch in range(1, cfg.epochs + 1):
         method.train()
@@ -131,6 +157,7 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
             raise NonFiniteLossError(f"non-finite training loss {total} at epoch {epoch}")
         if fault_kind == "raise" and epoch == int(fault_epoch):
             raise RuntimeError(f"injected fault at epoch {epoch} (fault={cfg.fault!r})")
+        recalibrate_bn(method.student, data.train, cfg.bn_recalibration_batches, cfg, device, recal_gen)
         val = evaluate(method.student, data.val, cfg, device)
         metrics = {"epoch": epoch, "loss": total, **losses, "train_acc": 100.0 * int(correct) / seen,
                    "val_acc": val["acc"], "val_loss": val["loss"], "lr": lr, "epoch_seconds": train_time,

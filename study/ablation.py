@@ -11,6 +11,7 @@ Arms (all on the same seeds):
   granularity_<g>    best, at each other supported granularity
   minus_kd           best without its KD term                                (if it has one)
   minus_student_ce   best without its student-only CE term                   (if it has one)
+  minus_bn_recalibration  best without BN recalibration before evaluation  (if it uses it)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from iakd_core.schedules import mean_probability
 FACTORS = {
     "student": "method", "kd": "method", "iakd_best": "method", "iakd_paper_default": "method",
     "constant_mean_p": "schedule", "no_swap": "schedule",
-    "minus_kd": "loss", "minus_student_ce": "loss",
+    "minus_kd": "loss", "minus_student_ce": "loss", "minus_bn_recalibration": "loss",
 }
 
 NO_EXTRA_TERMS = {"kd_weight": 0.0, "student_ce_weight": 0.0, "feature_weight": 0.0, "feature_term": "none"}
@@ -38,12 +39,13 @@ def ablation_arms(best: dict[str, Any], granularities: list[int]) -> dict[str, d
     """Arm name -> config overrides applied on top of the best config."""
     cfg = TrialConfig.from_dict(best)
     arms: dict[str, dict[str, Any]] = {
-        "student": {"method": "student", **NO_EXTRA_TERMS, **METHOD_DEFAULTS["student"]},
-        "kd": {"method": "kd", **NO_EXTRA_TERMS, **METHOD_DEFAULTS["kd"]},
+        "student": {"method": "student", "bn_recalibration_batches": 0, **NO_EXTRA_TERMS,
+                    **METHOD_DEFAULTS["student"]},
+        "kd": {"method": "kd", "bn_recalibration_batches": 0, **NO_EXTRA_TERMS, **METHOD_DEFAULTS["kd"]},
         "iakd_best": {},
         "iakd_paper_default": {"method": "iakd", "swap_schedule": "constant", "swap_p0": 0.5,
                                "swap_profile": "uniform", "units_per_stage": 1, "swap_mode": "bernoulli",
-                               "ce_weight": 1.0, **NO_EXTRA_TERMS},
+                               "ce_weight": 1.0, "bn_recalibration_batches": 0, **NO_EXTRA_TERMS},
     }
     if cfg.swap_schedule != "constant":
         arms["constant_mean_p"] = {"swap_schedule": "constant",
@@ -56,6 +58,8 @@ def ablation_arms(best: dict[str, Any], granularities: list[int]) -> dict[str, d
         arms["minus_kd"] = {"kd_weight": 0.0}
     if cfg.student_ce_weight > 0:
         arms["minus_student_ce"] = {"student_ce_weight": 0.0}
+    if cfg.bn_recalibration_batches > 0:
+        arms["minus_bn_recalibration"] = {"bn_recalibration_batches": 0}
     return arms
 
 

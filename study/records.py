@@ -77,10 +77,17 @@ def new_manifest(kind: str, args: dict[str, Any], base_config: dict[str, Any]) -
             **environment()}
 
 
-def trial_status(error: Any, epochs: int, max_epochs: int) -> str:
+def trial_status(error: Any, epochs: int, max_epochs: int, tune_status: str = "TERMINATED") -> str:
     if error is not None:
         return "ERROR"
+    if tune_status not in ("TERMINATED", "ERROR"):  # still pending/running when the run was interrupted
+        return "INTERRUPTED"
     return "COMPLETE" if epochs >= max_epochs else "PRUNED"
+
+
+def tune_statuses(grid) -> dict[str, str]:
+    """Tune's own status per trial id (TERMINATED, ERROR, RUNNING, PENDING, PAUSED)."""
+    return {t.trial_id: t.status for t in grid._experiment_analysis.trials}
 
 
 def _reason(error: Any) -> str | None:
@@ -113,6 +120,7 @@ def collect(grid, resolve: Resolver, max_epochs: int, optuna_states: dict[str, d
             ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Trials and epochs tables from a Ray ``ResultGrid``."""
     trial_rows, epoch_frames = [], []
+    statuses = tune_statuses(grid)
     for result in grid:
         df = result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
         trial_id, number = trial_id_and_number(result.path)
@@ -120,7 +128,8 @@ def collect(grid, resolve: Resolver, max_epochs: int, optuna_states: dict[str, d
         epochs = int(df["training_iteration"].max()) if "training_iteration" in df else 0
         row: dict[str, Any] = {
             "trial_id": trial_id, "trial_number": number, **extra,
-            "status": trial_status(result.error, epochs, max_epochs), "reason": _reason(result.error),
+            "status": trial_status(result.error, epochs, max_epochs, statuses.get(trial_id, "TERMINATED")),
+            "reason": _reason(result.error),
             "epochs": epochs,
             "val_acc_last": float(df["val_acc"].iloc[-1]) if epochs else float("nan"),
             "val_acc_best": float(df["val_acc"].max()) if epochs else float("nan"),

@@ -37,6 +37,7 @@ class SearchSpace:
             trial.suggest_float("kd_temperature", 1.0, 8.0)
         if trial.suggest_categorical("use_student_ce", [False, True]):
             trial.suggest_float("student_ce_weight", 0.05, 1.0, log=True)
+        trial.suggest_categorical("bn_recalibration_batches", [0, 32])
         if self.search_optimizer:
             trial.suggest_float("lr", 0.005, 0.2, log=True)
             trial.suggest_float("weight_decay", 1e-5, 1e-3, log=True)
@@ -45,7 +46,7 @@ class SearchSpace:
 # The paper's plain setting: constant p = 0.5, one unit per stage, CE on the hybrid only.
 REFERENCE_POINT: dict[str, Any] = {
     "swap_schedule": "constant", "swap_p0": 0.5, "swap_profile": "uniform", "units_per_stage": 1,
-    "swap_mode": "bernoulli", "use_kd": False, "use_student_ce": False,
+    "swap_mode": "bernoulli", "use_kd": False, "use_student_ce": False, "bn_recalibration_batches": 0,
 }
 
 

@@ -136,7 +136,8 @@ def finish(run_dir: Path, manifest: dict[str, Any], tuner: tune.Tuner, resolve) 
         best_config = {k: best[k] for k in TrialConfig.__dataclass_fields__ if k in best}
         write_json(run_dir / "best_config.json", {"trial_id": best["trial_id"], "val_acc": best["val_acc_last"],
                                                   "config": _plain(best_config)})
-    finished = len(trials) == manifest["budget"] and not interrupted
+    finished = (len(trials) == manifest["budget"] and not interrupted
+                and not (trials["status"] == "INTERRUPTED").any())
     manifest.update(status="complete" if finished else "interrupted", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     wall_seconds=round(manifest.get("wall_seconds", 0) + time.time() - started, 1),
                     counts=trials["status"].value_counts().to_dict() if len(trials) else {})

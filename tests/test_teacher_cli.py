@@ -22,7 +22,8 @@ def test_teacher_is_cached_and_reloaded_identically(tmp_path):
 
 def test_teacher_key_depends_on_recipe_not_on_student_knobs():
     base = TrialConfig.from_dict(preset_config("smoke"))
-    assert teacher_key(base) == teacher_key(base.replace(swap_p0=0.1, student="resnet8", epochs=7, threads=2))
+    assert teacher_key(base) == teacher_key(base.replace(swap_p0=0.1, student="resnet8", epochs=7, threads=2,
+                                                         bn_recalibration_batches=8, kd_weight=0.5))
     assert teacher_key(base) != teacher_key(base.replace(teacher_epochs=9))
     assert teacher_key(base) != teacher_key(base.replace(train_size=100))
 

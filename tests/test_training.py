@@ -112,3 +112,21 @@ def test_run_trial_reports_every_epoch_and_can_evaluate_test(cfg):
     assert [m["epoch"] for m in seen] == [1, 2]
     assert 0 <= metrics["test_acc"] <= 100 and metrics["epochs"] == 2
     assert {"swap_rate_u0", "loss_ce", "lr", "images_per_second", "val_acc"} <= seen[0].keys()
+
+
+def test_bn_recalibration_changes_only_the_students_eval_statistics(cfg):
+    c = cfg.replace(swap_p0=1.0, epochs=1)  # every unit swapped: student units never see a training batch
+    histories, students = [], []
+    for batches in (0, 4):
+        data, teacher, m = build(c.replace(bn_recalibration_batches=batches))
+        before = copy.deepcopy(teacher.state_dict())
+        histories.append(fit(m, data, c.replace(bn_recalibration_batches=batches), torch.device("cpu")).history)
+        assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+        students.append(m.student)
+    assert histories[0][0]["loss"] == histories[1][0]["loss"]  # training itself is unchanged
+    bn_off = students[0].stages[0][0].bn1
+    bn_on = students[1].stages[0][0].bn1
+    assert torch.equal(bn_off.running_mean, torch.zeros_like(bn_off.running_mean))  # never updated
+    assert not torch.equal(bn_on.running_mean, torch.zeros_like(bn_on.running_mean))
+    assert bn_on.momentum == bn_off.momentum == 0.1  # restored after the cumulative pass
+    assert histories[0][0]["val_loss"] != histories[1][0]["val_loss"]  # evaluation sees other statistics
