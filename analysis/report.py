@@ -39,7 +39,7 @@ def conclusion(run: Run) -> list[str]:
             pair = wide[["iakd_best", ref]].dropna()
             comps.append((ref, paired_comparison(pair["iakd_best"], pair[ref])))
     adjusted = holm([c["p_ttest"] for _, c in comps])
-    for (ref, c), p in zip(comps, adjusted):
+    for (ref, c), p in zip(comps, adjusted, strict=True):
         name = {"student": "the student trained alone", "kd": "conventional KD"}[ref]
         if p != p:
             verdict = "cannot be tested (fewer than 2 paired seeds)"
@@ -94,13 +94,21 @@ def environment_section(run: Run, sweep: Run | None) -> list[str]:
     return [line for line in lines if line is not None]
 
 
-def build_report(run: Run) -> str:
-    sweep = None
-    if run.kind == "ablation" and run.manifest.get("source_sweep"):
+def source_sweep(run: Run) -> Run | None:
+    """The sweep an ablation came from: at its recorded path, else beside the ablation (a moved/cloned folder)."""
+    source = run.manifest.get("source_sweep") if run.kind == "ablation" else None
+    if not source:
+        return None
+    for candidate in (Path(source), run.path.parent / Path(source).name):
         try:
-            sweep = load_run(run.manifest["source_sweep"])
+            return load_run(candidate)
         except NotARunError:
-            sweep = None
+            continue
+    return None
+
+
+def build_report(run: Run) -> str:
+    sweep = source_sweep(run)
     cfg = run.manifest.get("base_config", {})
     lines = [f"# IAKD report — {run.name}", "",
              f"Setting: {cfg.get('dataset')}, teacher {cfg.get('teacher')} → student {cfg.get('student')}, "
@@ -135,11 +143,9 @@ def build_report(run: Run) -> str:
 
 def write_report(run: Run) -> tuple[Path, Path]:
     plot_run(run)
-    if run.kind == "ablation" and run.manifest.get("source_sweep"):
-        try:
-            plot_run(load_run(run.manifest["source_sweep"]))
-        except NotARunError:
-            pass
+    sweep = source_sweep(run)
+    if sweep is not None:
+        plot_run(sweep)
     text = build_report(run)
     md_path, html_path = run.path / "report.md", run.path / "report.html"
     md_path.write_text(text)

@@ -41,7 +41,7 @@ def table1(run: Run) -> pd.DataFrame:
                 row[f"p vs {ref}"] = "—"
         rows.append(row)
     adjusted = holm([c["p_ttest"] for _, _, c in comparisons])
-    for (i, ref, _), p in zip(comparisons, adjusted):
+    for (i, ref, _), p in zip(comparisons, adjusted, strict=True):
         rows[i][f"p_holm vs {ref}"] = _fmt_p(p)
     df = pd.DataFrame(rows)
     for ref in ("student", "kd"):

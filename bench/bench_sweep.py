@@ -29,17 +29,20 @@ def main() -> int:
     p.add_argument("--run", help="a finished sweep run folder to measure (default: run a new sweep)")
     p.add_argument("--budget", type=int, default=64)
     p.add_argument("--preset", default="laptop")
+    p.add_argument("--output-dir", default="results/sweeps")
+    p.add_argument("--name", default=None)
     args = p.parse_args()
     command_wall = None
     if args.run:
         run_dir = Path(args.run)
     else:
-        name = f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
+        name = args.name or f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
         start = time.perf_counter()
         subprocess.run([sys.executable, str(ROOT / "study" / "run_sweep.py"), "--budget", str(args.budget),
-                        "--preset", args.preset, "--name", name], check=True, cwd=ROOT)
+                        "--preset", args.preset, "--name", name, "--output-dir", args.output_dir], check=True,
+                       cwd=ROOT)
         command_wall = time.perf_counter() - start
-        run_dir = ROOT / "results" / "sweeps" / name
+        run_dir = ROOT / args.output_dir / name
     manifest = json.loads((run_dir / "manifest.json").read_text())
     trials = pd.read_parquet(run_dir / "trials.parquet")
     concurrency = manifest["settings"]["concurrency"]

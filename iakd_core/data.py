@@ -133,7 +133,8 @@ def synthetic_data(train: bool, per_class: int = 120, classes: int = 4, side: in
     n = per_class * classes if train else per_class * classes // 4
     labels = torch.arange(n) % classes
     shifts = torch.randint(-2, 3, (n, 2), generator=g)
-    images = torch.stack([templates[c].roll(tuple(s.tolist()), (1, 2)) for c, s in zip(labels.tolist(), shifts)])
+    images = torch.stack([templates[c].roll(tuple(s.tolist()), (1, 2))
+                          for c, s in zip(labels.tolist(), shifts, strict=True)])
     images = (images - images.mean()) / images.std() * 0.5 + torch.randn(images.shape, generator=g) * 0.35
     images = ((images.clamp(-2, 2) + 2) / 4 * 255).round().to(torch.uint8)
     return images, labels, classes

@@ -86,7 +86,7 @@ def recalibrate_bn(model: nn.Module, data: TensorDataset, batches: int, cfg: Tri
         idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
         with autocast(device, cfg.amp):
             model(_prepare(data.images[idx], device, cfg.channels_last))
-    for m, momentum in zip(norms, momenta):
+    for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     model.train(was_training)
 

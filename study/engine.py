@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from typing import Any
 
 import optuna
@@ -60,6 +61,12 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         if error:
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
         elif epochs < self.max_epochs:
+            # Tune does not pass the result that made the scheduler stop a trial to on_trial_result: record it
+            # here, so the PRUNED trial keeps its whole learning curve (single-objective studies only).
+            if not isinstance(self.metric, list) and result and self.metric in result:
+                with warnings.catch_warnings():  # Optuna ignores (and warns about) a step reported twice
+                    warnings.simplefilter("ignore")
+                    ot_trial.report(result[self.metric], epochs)
             ot_trial.set_user_attr("epochs", epochs)
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
         else:
@@ -148,8 +155,6 @@ def start_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | 
     import logging
 
     import ray
-
-    import warnings
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

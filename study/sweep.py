@@ -18,8 +18,7 @@ from iakd_core.data import load_splits
 from iakd_core.teacher import get_teacher
 
 from .engine import METRIC, FidelityAwareOptunaSearch, Progress, describe, start_ray, tune_trial
-from .records import (collect, new_manifest, optuna_states, sweep_resolver, trial_id_and_number, write_json,
-                      write_tables)
+from .records import collect, new_manifest, optuna_states, sweep_resolver, trial_id_and_number, write_json, write_tables
 from .run_sweep import parse_faults
 from .space import REFERENCE_POINT, SearchSpace
 

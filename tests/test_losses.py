@@ -14,7 +14,7 @@ def test_kd_loss_against_hand_computed_value():
     pt = [math.exp(v / T) for v in (0.0, 3.0, 1.0)]
     ps = [v / sum(ps) for v in ps]
     pt = [v / sum(pt) for v in pt]
-    expected = T * T * sum(b * math.log(b / a) for a, b in zip(ps, pt))
+    expected = T * T * sum(b * math.log(b / a) for a, b in zip(ps, pt, strict=True))
     assert kd_loss(s, t, T).item() == pytest.approx(expected, rel=1e-6)
 
 

@@ -3,8 +3,7 @@ import math
 import pytest
 import torch
 
-from iakd_core.schedules import (SCHEDULES, exactly_k_mask, mean_probability, schedule_value,
-                                 unit_probabilities)
+from iakd_core.schedules import SCHEDULES, exactly_k_mask, mean_probability, schedule_value, unit_probabilities
 
 PARAMS = dict(p0=0.8, p1=0.2, step_at=0.5, ramp_k=1.2)
 EXPECTED = {  # (t=0, t=1/2, t=1)

@@ -161,8 +161,10 @@ def test_sweep_runs_on_an_existing_ray_cluster_through_address(tmp_path, teacher
     port = free_port()
     ray_bin = Path(sys.executable).parent / "ray"
     head = subprocess.Popen([str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=2", "--block",
+                             "--node-ip-address=127.0.0.1",
                              "--include-dashboard=false", f"--temp-dir=/tmp/iakdh{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+                            env={**os.environ, "RAY_AUTH_MODE": "disabled"})  # a throw-away local test head
     try:
         time.sleep(8)
         proc = run(sweep_args(tmp_path, teacher_cache, "cluster", "--budget", "2", "--address",

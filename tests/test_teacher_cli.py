@@ -16,7 +16,7 @@ def test_teacher_is_cached_and_reloaded_identically(tmp_path):
     assert not cached and teacher_path(cfg).exists()
     second, meta2, cached2 = get_teacher(cfg)
     assert cached2 and meta2 == meta
-    assert all((a == b).all() for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    assert all((a == b).all() for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True))
     assert {"val_acc", "test_acc", "recipe", "versions", "key"} <= meta.keys()
 
 
