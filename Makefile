@@ -12,7 +12,6 @@ $(BIN)/python:
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 

@@ -87,11 +87,20 @@ def environment_section(run: Run, sweep: Run | None) -> list[str]:
              f"- dataset: {m.get('dataset', {}).get('name')} (train {m.get('dataset', {}).get('train')}, val "
              f"{m.get('dataset', {}).get('val')}, checksum {m.get('dataset', {}).get('checksum')})", "",
              "Commands (in order):", "", "```bash"]
-    if sweep is not None:
-        lines.append(f"python study/{sweep.manifest.get('command', 'run_sweep.py')}")
-    lines.append(f"python study/{m.get('command', '')}" if m.get("kind") == "ablation" else "")
-    lines += ["python analysis/plots.py", f"python analysis/report.py {run.path}", "```", ""]
-    return [line for line in lines if line is not None]
+    for source in (sweep, run):
+        if source is not None:
+            lines.append(f"python study/{source.manifest.get('command', '')}")
+    lines += ["python analysis/plots.py", f"python analysis/report.py {display_path(run.path)}", "```", ""]
+    return lines
+
+
+def display_path(path: Path) -> str:
+    """A path relative to the project root when it lies inside it (reports stay valid in any clone)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def source_sweep(run: Run) -> Run | None:

@@ -165,8 +165,8 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
     hint = str(f.type)
     try:
         if "tuple" in hint:
-            if isinstance(value, str):
-                value = [v for v in value.replace(",", " ").split() if v]
+            if isinstance(value, str):  # "0.5,0.75", "0.5 0.75" or "[0.5, 0.75]"
+                value = [v for v in value.strip().strip("[]()").replace(",", " ").split() if v]
             value = tuple(float(v) for v in value)
         elif kind is bool or hint == "bool":
             if isinstance(value, str):

@@ -63,12 +63,12 @@ class Method(nn.Module):
     def teacher_outputs(self, x: torch.Tensor, features: bool = False):
         return self.teacher.features(x) if features else (self.teacher(x), None)
 
-    def loss_terms(self, logits, y, x, stage_features=None, teacher=None) -> dict[str, torch.Tensor]:
+    def loss_terms(self, logits, y, x, stage_features=None) -> dict[str, torch.Tensor]:
         """CE, and the KD/feature terms whose weights are > 0 (teacher run only when a term needs it)."""
         cfg = self.cfg
         terms = {"ce": cfg.ce_weight * F.cross_entropy(logits, y)} if cfg.ce_weight > 0 else {}
         if cfg.kd_weight > 0 or self.feature_term is not None:
-            t_logits, t_feats = teacher or self.teacher_outputs(x, features=self.feature_term is not None)
+            t_logits, t_feats = self.teacher_outputs(x, features=self.feature_term is not None)
             if cfg.kd_weight > 0:
                 terms["kd"] = cfg.kd_weight * kd_loss(logits, t_logits, cfg.kd_temperature)
             if self.feature_term is not None:

@@ -31,7 +31,8 @@ def run_ablation(run_dir: Path, args: argparse.Namespace, sweep_dir: Path, sweep
         settings["concurrency"] = args.concurrency
     if args.cpus_per_trial:
         settings["cpus_per_trial"] = args.cpus_per_trial
-    base = {**best["config"], "threads": settings["cpus_per_trial"]}
+    base = {**best["config"], "threads": settings["cpus_per_trial"], "data_root": str(Path(args.data_root).resolve()),
+            "teacher_cache": str(Path(args.teacher_cache).resolve())}
     seeds = [int(sweep_manifest["seed"]) + 1000 + i for i in range(args.seeds)]
     run_dir.mkdir(parents=True)
     manifest = new_manifest("ablation", vars(args), base)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -141,7 +142,7 @@ def collect(grid, resolve: Resolver, max_epochs: int, optuna_states: dict[str, d
         if "test_acc" in df and epochs:
             row["test_acc"] = float(df["test_acc"].iloc[-1])
         for key, value in config.items():
-            row.setdefault(key, str(value) if isinstance(value, list) else value)
+            row.setdefault(key, value)
         if optuna_states and trial_id in optuna_states:
             row.update(optuna_states[trial_id])
         trial_rows.append(row)
@@ -173,13 +174,17 @@ def schedule_curves(trials: pd.DataFrame, points: int = 51) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["trial_id", "t", "p"])
 
 
+TRIAL_DIR = re.compile(r"_(?P<id>[0-9a-f]{5}_(?P<index>\d{5})|[0-9a-f]{8})_(?P<n>\d+)_")
+
+
 def trial_id_and_number(trial_dir: str) -> tuple[str, int]:
-    """Tune names trial folders ``<trainable>_<trial id>_<n>_<params>_<date>``; n counts from 1 in ask order."""
-    parts = Path(trial_dir).name.split("_")
-    for i in range(1, len(parts) - 1):
-        if len(parts[i]) == 8 and parts[i + 1].isdigit() and all(c in "0123456789abcdef" for c in parts[i]):
-            return parts[i], int(parts[i + 1])
-    raise ValueError(f"unexpected Tune trial folder name {trial_dir!r}")
+    """Tune names trial folders ``<trainable>_<trial id>_<n>_<params>_<date>``: searcher trials have 8-hex ids
+    and n counting from 1 in ask order; grid trials have ``<5 hex>_<5-digit index>`` ids and n from 0. Returns
+    (trial id, 1-based number)."""
+    match = TRIAL_DIR.search(Path(trial_dir).name)
+    if match is None:
+        raise ValueError(f"unexpected Tune trial folder name {trial_dir!r}")
+    return match["id"], int(match["n"]) + (1 if match["index"] is not None else 0)
 
 
 def _schedule_params(config: dict[str, Any]) -> dict[str, float]:

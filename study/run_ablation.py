@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpus-per-trial", type=positive_int, help="CPUs per trial (default: the sweep's)")
     p.add_argument("--address", help="Ray cluster address (default: a private local Ray)")
     p.add_argument("--resume", metavar="RUN", help="finish an interrupted ablation run")
+    p.add_argument("--data-root", default="data", help="dataset folder (default data)")
+    p.add_argument("--teacher-cache", default="results/teachers", help="teacher cache folder")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     if args.resume:

@@ -137,6 +137,8 @@ def finish(run_dir: Path, manifest: dict[str, Any], tuner: tune.Tuner, resolve) 
                                                   "config": _plain(best_config)})
     finished = (len(trials) == manifest["budget"] and not interrupted
                 and not (trials["status"] == "INTERRUPTED").any())
+    if sweep and finished:
+        manifest["orphaned_optuna_trials"] = fail_orphans(manifest["storage"], manifest["study_name"])
     manifest.update(status="complete" if finished else "interrupted", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     wall_seconds=round(manifest.get("wall_seconds", 0) + time.time() - started, 1),
                     counts=trials["status"].value_counts().to_dict() if len(trials) else {})
@@ -151,6 +153,18 @@ def finish(run_dir: Path, manifest: dict[str, Any], tuner: tune.Tuner, resolve) 
         print(f"resume with: python study/{command} --resume {run_dir}", file=sys.stderr)
         return 130
     return 0
+
+
+def fail_orphans(storage_url: str, study_name: str) -> list[int]:
+    """After a hard kill, the study can hold RUNNING trials that Tune's last saved state never knew (asked after
+    it was saved; Tune re-asks for them on resume). Once the budget is finished, mark them FAIL so the study
+    holds no phantom running trials. Returns their numbers."""
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    orphans = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for t in orphans:
+        study._storage.set_trial_user_attr(t._trial_id, "orphaned", "asked before a hard kill; re-asked on resume")
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+    return [t.number for t in orphans]
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ def test_unknown_key_and_out_of_range_values_are_clear_errors():
 def test_strings_from_the_command_line_are_coerced():
     cfg = TrialConfig.from_dict(epochs="3", lr="0.1", flip="false", lr_milestones="0.5,0.75")
     assert (cfg.epochs, cfg.lr, cfg.flip, cfg.lr_milestones) == (3, 0.1, False, (0.5, 0.75))
+    assert TrialConfig.from_dict(lr_milestones="[0.5, 0.75]").lr_milestones == (0.5, 0.75)
 
 
 def test_split_is_deterministic_and_disjoint():

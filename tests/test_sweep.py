@@ -141,6 +141,31 @@ def test_resume_after_an_interrupt_completes_the_budget_without_duplicates(tmp_p
     assert all(t.state.name == "COMPLETE" for t in study.trials)
 
 
+def test_resume_after_a_hard_kill_accounts_for_every_trial_once(tmp_path, teacher_cache):
+    args = sweep_args(tmp_path, teacher_cache, "killed", "--budget", "5", "--concurrency", "1", "--scheduler",
+                      "fifo")
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    for line in proc.stderr:
+        if line.startswith("[2/5 done"):
+            time.sleep(3)  # let the experiment state reach the disk (saved every 2 s)
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    run_dir = tmp_path / "killed"
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "running"
+    done = run([*SWEEP, "--resume", str(run_dir)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    assert len(trials) == 5 and trials["trial_id"].is_unique and (trials["status"] == "COMPLETE").all()
+    study = optuna.load_study(study_name="iakd-killed", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    by_tune_id = {t.user_attrs["tune_trial_id"]: t.state.name for t in study.trials
+                  if t.state.name != "FAIL" or "orphaned" not in t.user_attrs}
+    assert by_tune_id == {tid: "COMPLETE" for tid in trials["trial_id"]}
+    assert all(t.state.name != "RUNNING" for t in study.trials)
+
+
 def test_deterministic_mode_repeats_exactly(tmp_path, teacher_cache):
     tables = []
     for name in ("a", "b"):
