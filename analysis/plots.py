@@ -51,7 +51,7 @@ def complete(trials: pd.DataFrame) -> pd.DataFrame:
 def best_so_far(run: Run, out: Path) -> list[Path]:
     t = run.trials.sort_values("trial_number").copy()
     t["full"] = t["val_acc_last"].where(t["status"] == "COMPLETE")
-    t["best"] = t["full"].cummax()
+    t["best"] = t["full"].cummax().ffill()  # pruned/failed trials keep the best so far
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     axes[0].plot(t["trial_number"], t["best"], drawstyle="steps-post", color="C0", label="best so far")
     axes[0].scatter(t["trial_number"], t["full"], s=12, color="C0", alpha=0.5, label="COMPLETE trial")
@@ -61,7 +61,7 @@ def best_so_far(run: Run, out: Path) -> list[Path]:
         ends = run.epochs.groupby("trial_id")["timestamp"].max()
         t["end"] = t["trial_id"].map(ends)
         t = t.dropna(subset=["end"]).sort_values("end")
-        t["best"] = t["full"].cummax()
+        t["best"] = t["full"].cummax().ffill()  # pruned/failed trials keep the best so far
         axes[1].plot((t["end"] - t["end"].min()) / 60, t["best"], drawstyle="steps-post")
     axes[1].set(xlabel="wall time since first result (min)", ylabel="val accuracy (%)",
                 title="Best so far vs wall time")
@@ -135,10 +135,14 @@ def parallel(run: Run, out: Path) -> list[Path]:
     if len(t) < 3 or len(cols) < 2:
         return []
     norm = t[cols].astype(float)
+    if "kd_temperature" in norm and "kd_weight" in t:  # a temperature means nothing without the KD term
+        norm.loc[t["kd_weight"] == 0, "kd_temperature"] = np.nan
     norm = (norm - norm.min()) / (norm.max() - norm.min()).replace(0, 1)
-    norm["val accuracy"] = pd.qcut(t["val_acc_last"].rank(method="first"), 3, labels=["low", "mid", "high"])
+    labels = ["low val acc", "mid val acc", "high val acc"]
+    norm["tercile"] = pd.qcut(t["val_acc_last"].rank(method="first"), 3, labels=labels).astype(str)
+    norm = norm.sort_values("tercile", key=lambda c: c.map(labels.index))  # colours follow first appearance
     fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(cols)), 4))
-    pd.plotting.parallel_coordinates(norm.fillna(-0.05), "val accuracy", ax=ax, alpha=0.6,
+    pd.plotting.parallel_coordinates(norm.fillna(-0.05), "tercile", ax=ax, alpha=0.6,
                                      color=["#c44e52", "#8c8c8c", "#4c72b0"])
     ax.set(ylabel="normalised value (missing = below 0)", title="Parallel coordinates (COMPLETE trials)")
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
@@ -180,14 +184,14 @@ def ablation_bars(run: Run, out: Path) -> list[Path]:
     means = [s[0] for s in stats]
     err = np.array([[m - lo if lo == lo else 0 for m, lo, _ in stats], [hi - m if hi == hi else 0
                                                                           for m, _, hi in stats]])
-    ax.bar(range(len(order)), means, color="0.8", yerr=err, capsize=4, label="mean, 95 % t-interval")
-    sns.stripplot(data=t, x="arm", y="test_acc", order=order, ax=ax, color="C0", size=5, label="seed")
+    bars = ax.bar(range(len(order)), means, color="0.8", yerr=err, capsize=4)
+    sns.stripplot(data=t, x="arm", y="test_acc", order=order, ax=ax, color="C0", size=5)
     lo = min(t["test_acc"].min(), min(s[1] for s in stats if s[1] == s[1]) if len(t) > 1 else t["test_acc"].min())
     ax.set_ylim(max(0, lo - 2), min(100, t["test_acc"].max() + 2))
     ax.set(xlabel="", ylabel="test accuracy (%)", title="Ablation: test accuracy per arm")
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
-    handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles[:2], labels[:2], fontsize=8)
+    seed_marker = plt.Line2D([], [], marker="o", linestyle="", color="C0")
+    ax.legend([bars, seed_marker], ["mean, 95 % t-interval", "one seed"], fontsize=8, loc="lower left")
     return save(fig, out, "ablation_bars")
 
 

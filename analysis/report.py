@@ -12,6 +12,7 @@ everything, and a conclusion computed from the numbers. Figures are made by anal
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -57,12 +58,13 @@ def conclusion(run: Run) -> list[str]:
     return lines or ["- No completed ablation arms to compare."]
 
 
-def figure_links(run: Run) -> list[str]:
+def figure_links(run: Run, report_dir: Path) -> list[str]:
+    """Markdown image links to ``run``'s figures, relative to the folder the report is written to."""
     folder = run.path / "figures"
-    return [f"![{p.stem}]({p.relative_to(run.path).as_posix()})" for p in sorted(folder.glob("*.png"))]
+    return [f"![{p.stem}]({Path(os.path.relpath(p, report_dir)).as_posix()})" for p in sorted(folder.glob("*.png"))]
 
 
-def sweep_section(run: Run, title: str) -> list[str]:
+def sweep_section(run: Run, title: str, report_dir: Path) -> list[str]:
     info, top = sweep_summary(run)
     teacher = info["teacher"]
     wall = f"{info['wall_seconds'] / 60:.1f} min" if info["wall_seconds"] else "n/a"
@@ -73,7 +75,7 @@ def sweep_section(run: Run, title: str) -> list[str]:
            f"{teacher.get('test_acc', float('nan')):.2f} %.", "",
            f"Best full-fidelity config (by val accuracy): {info['best'] or 'none'}.", "",
            "Top trials (COMPLETE, val accuracy %):", "", md_table(top), ""]
-    out += figure_links(run)
+    out += figure_links(run, report_dir)
     return out
 
 
@@ -141,11 +143,11 @@ def build_report(run: Run) -> str:
                                                   ("loss", "loss terms and BN recalibration")), 2):
             lines += [f"## Table {number} — {title} ablation", "",
                       md_table(comparisons_vs_best(run, factor)), ""]
-        lines += figure_links(run) + [""]
+        lines += figure_links(run, run.path) + [""]
         if sweep is not None:
-            lines += sweep_section(sweep, "Sweep summary") + [""]
+            lines += sweep_section(sweep, "Sweep summary", run.path) + [""]
     else:
-        lines += sweep_section(run, "Sweep summary") + [""]
+        lines += sweep_section(run, "Sweep summary", run.path) + [""]
     lines += environment_section(run, sweep)
     return "\n".join(lines)
 

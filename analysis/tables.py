@@ -44,10 +44,12 @@ def table1(run: Run) -> pd.DataFrame:
     for (i, ref, _), p in zip(comparisons, adjusted, strict=True):
         rows[i][f"p_holm vs {ref}"] = _fmt_p(p)
     df = pd.DataFrame(rows)
+    columns = ["setting", "method", "test acc (%)"]
     for ref in ("student", "kd"):
         if f"p_holm vs {ref}" in df:
             df[f"p_holm vs {ref}"] = df[f"p_holm vs {ref}"].fillna("—")
-    return df
+        columns += [c for c in (f"Δ vs {ref} [95% CI]", f"p vs {ref}", f"p_holm vs {ref}") if c in df]
+    return df[columns]
 
 
 def comparisons_vs_best(run: Run, factor: str) -> pd.DataFrame:

@@ -6,7 +6,7 @@ math on the same tensors, and the IAKD step cost vs the KD step cost at p = 0.5.
 
 Ours = ``iakd_core.train.fit`` for one epoch (augmentation off, so both sides see identical batches; validation
 time excluded). Hand = a plain loop: forward, loss, zero_grad, backward, step. Best of ``--repeats`` alternating
-runs. Prints the figures, then the goals; exits 1 if a goal is missed.
+runs (timing noise on a shared 2-core VM is about ±5–10 %). Prints the figures, then the goals; exits 1 if a goal is missed.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def hand(cfg: TrialConfig, data: DataSplits, teacher) -> float:
     student = build_model(cfg.student, 10, data.in_channels)
     opt = torch.optim.SGD(student.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     s_units, t_units = split_units(student, 1), split_units(teacher, 1) if teacher is not None else None
-    gen = torch.Generator().manual_seed(0)
-    order = torch.randperm(len(data.train), generator=gen)
+    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(cfg.seed))
+    masks = torch.Generator().manual_seed(cfg.seed + 7919)  # the same swap draws as IAKD's own generator
     student.train()
     start = time.perf_counter()
     for i in range(0, len(order), cfg.batch_size):
@@ -60,7 +60,7 @@ def hand(cfg: TrialConfig, data: DataSplits, teacher) -> float:
                           log_target=True) * 16
             loss = 0.1 * F.cross_entropy(logits, y) + 0.9 * kl
         else:
-            mask = torch.rand(3, generator=gen) < 0.5
+            mask = torch.rand(3, generator=masks) < 0.5
             h = student.stem(x)
             for u in range(3):
                 h = t_units[u](h) if mask[u] else s_units[u](h)
@@ -75,26 +75,23 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="laptop")
     p.add_argument("--images", type=int, default=3072)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    base = TrialConfig.from_dict(preset_config(args.preset), epochs=1, crop_padding=0, flip=False,
-                                 lr_schedule="constant")
+    plain = dict(epochs=1, crop_padding=0, flip=False, lr_schedule="constant")  # identical batches on both sides
+
+    def config(method: str, **extra) -> TrialConfig:
+        return TrialConfig.from_dict({**preset_config(args.preset, method), **plain, **extra})
+
+    base = config("student")
     shape = (args.images, 1, base.image_size or 28, base.image_size or 28)
     g = torch.Generator().manual_seed(0)
     train = TensorDataset(torch.randn(shape, generator=g), torch.randint(0, 10, (args.images,), generator=g))
     data = DataSplits(train, TensorDataset(train.images[:64], train.labels[:64]), 10, 1, torch.zeros(1))
     torch.manual_seed(1)
     teacher = build_model(base.teacher, 10, 1).eval().requires_grad_(False)
-    configs = {
-        "student": base.replace(**preset_config(args.preset, "student"), epochs=1, crop_padding=0, flip=False,
-                                lr_schedule="constant"),
-        "kd": base.replace(**preset_config(args.preset, "kd"), epochs=1, crop_padding=0, flip=False,
-                           lr_schedule="constant"),
-        "iakd": base.replace(method="iakd", swap_p0=0.5, epochs=1, crop_padding=0, flip=False,
-                             lr_schedule="constant"),
-    }
+    configs = {"student": base, "kd": config("kd"), "iakd": config("iakd", swap_p0=0.5)}
     rates = {}
     for name, cfg in configs.items():
         t = teacher if cfg.uses_teacher else None
