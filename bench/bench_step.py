@@ -6,7 +6,8 @@ math on the same tensors, and the IAKD step cost vs the KD step cost at p = 0.5.
 
 Ours = ``iakd_core.train.fit`` for one epoch (augmentation off, so both sides see identical batches; validation
 time excluded). Hand = a plain loop: forward, loss, zero_grad, backward, step. Best of ``--repeats`` alternating
-runs (timing noise on a shared 2-core VM is about ±5–10 %). Prints the figures, then the goals; exits 1 if a goal is missed.
+runs (timing noise on a shared 2-core VM is about ±5–10 %). Prints the figures, then the goals; exits 1 if a
+goal is missed.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -103,8 +104,6 @@ def run_sweep(run_dir: Path, args: argparse.Namespace, base: dict[str, Any], gra
 
 
 def resume_sweep(run_dir: Path, args: argparse.Namespace) -> int:
-    import json
-
     manifest = json.loads((run_dir / "manifest.json").read_text())
     saved = argparse.Namespace(**manifest["args"])
     start_ray(args.address or saved.address)
