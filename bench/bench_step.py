@@ -2,10 +2,10 @@
 """P3: throughput of our student / KD / IAKD training steps vs a minimal hand-written PyTorch loop doing the same
 math on the same tensors, and the IAKD step cost vs the KD step cost at p = 0.5.
 
-    python bench/bench_step.py [--preset laptop] [--images 3072] [--repeats 3]
+    python bench/bench_step.py [--preset laptop] [--images 3072] [--repeats 5]
 
 Ours = ``iakd_core.train.fit`` for one epoch (augmentation off, so both sides see identical batches; validation
-time excluded). Hand = a plain loop: forward, loss, zero_grad, backward, step. Best of ``--repeats`` alternating
+time excluded). Hand = a plain loop: forward, loss, zero_grad, backward, step. Best of ``--repeats``
 runs (timing noise on a shared 2-core VM is about ±5–10 %). Prints the figures, then the goals; exits 1 if a
 goal is missed.
 """
