@@ -4,7 +4,8 @@
     python bench/bench_sweep.py                       # runs the sweep (teacher cached after the first run)
     python bench/bench_sweep.py --run results/sweeps/<run>   # measure a finished run instead
 
-P1 = sweep wall time / 15 min (goal <= 1.0; the whole command incl. start-up when this script runs it).
+P1 = sweep wall time / 15 min with the teacher cached, / 18 min when the run trains it (goal <= 1.0; the whole
+command incl. start-up when this script runs it).
 P2 = wall time of the trial phase / (sum of trial compute seconds / concurrency) (goal <= 1.10), where trial
 compute = training + validation seconds recorded in trials.parquet. Prints a breakdown; exits 1 if a goal is
 missed.
@@ -52,7 +53,9 @@ def main() -> int:
     ideal = compute / concurrency
     p2 = fit_wall / ideal
     wall = command_wall if command_wall is not None else fit_wall
-    p1 = wall / 900
+    cached = manifest.get("teacher", {}).get("cached", True)
+    limit = 900 if cached else 1080  # 15 min with the teacher cached, 18 min when the run trains it
+    p1 = wall / limit
     print(f"run: {run_dir}")
     print(f"trials {len(trials)} ({trials['status'].value_counts().to_dict()}), trial-epochs {epochs}, "
           f"concurrency {concurrency}")
@@ -63,7 +66,8 @@ def main() -> int:
           f"load, reporting)")
     if command_wall is not None:
         print(f"whole command {command_wall:.0f}s (start-up, teacher load/training, Ray start, writing tables)")
-    print(f"P1 sweep wall / 15 min = {p1:.3f} ({'met' if p1 <= 1 else 'MISSED'})")
+    print(f"P1 sweep wall / {limit // 60} min (teacher {'cached' if cached else 'trained in this run'}) = "
+          f"{p1:.3f} ({'met' if p1 <= 1 else 'MISSED'})")
     print(f"P2 harness overhead = {p2:.3f} ({'met' if p2 <= 1.10 else 'MISSED'})")
     return 0 if p1 <= 1 and p2 <= 1.10 else 1
 
