@@ -30,18 +30,20 @@ from iakd_core.presets import preset_config  # noqa: E402
 from iakd_core.train import fit  # noqa: E402
 from iakd_core.units import split_units  # noqa: E402
 
+DEVICE = torch.device("cpu")
+
 
 def ours(cfg: TrialConfig, data: DataSplits, teacher) -> float:
     torch.manual_seed(0)
     student = build_model(cfg.student, 10, data.in_channels)
-    method = build_method(cfg, student, teacher)
-    result = fit(method, data, cfg, torch.device("cpu"))
+    method = build_method(cfg, student, teacher).to(DEVICE)
+    result = fit(method, data, cfg, DEVICE)
     return result.images / result.history[-1]["epoch_seconds"]
 
 
 def hand(cfg: TrialConfig, data: DataSplits, teacher) -> float:
     torch.manual_seed(0)
-    student = build_model(cfg.student, 10, data.in_channels)
+    student = build_model(cfg.student, 10, data.in_channels).to(DEVICE)
     opt = torch.optim.SGD(student.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     s_units, t_units = split_units(student, 1), split_units(teacher, 1) if teacher is not None else None
     order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(cfg.seed))
@@ -50,7 +52,7 @@ def hand(cfg: TrialConfig, data: DataSplits, teacher) -> float:
     start = time.perf_counter()
     for i in range(0, len(order), cfg.batch_size):
         idx = order[i : i + cfg.batch_size]
-        x, y = data.train.images[idx], data.train.labels[idx]
+        x, y = data.train.images[idx].to(DEVICE), data.train.labels[idx].to(DEVICE)
         if cfg.method == "student":
             loss = F.cross_entropy(student(x), y)
         elif cfg.method == "kd":
@@ -69,6 +71,8 @@ def hand(cfg: TrialConfig, data: DataSplits, teacher) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
     return len(order) / (time.perf_counter() - start)
 
 
@@ -78,9 +82,11 @@ def main() -> int:
     p.add_argument("--images", type=int, default=3072)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (a GPU check; IAKD/KD configs then use it)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    plain = dict(epochs=1, crop_padding=0, flip=False, lr_schedule="constant")  # identical batches on both sides
+    # identical batches on both sides
+    plain = dict(epochs=1, crop_padding=0, flip=False, lr_schedule="constant", device=args.device)
 
     def config(method: str, **extra) -> TrialConfig:
         return TrialConfig.from_dict({**preset_config(args.preset, method), **plain, **extra})
@@ -91,7 +97,9 @@ def main() -> int:
     train = TensorDataset(torch.randn(shape, generator=g), torch.randint(0, 10, (args.images,), generator=g))
     data = DataSplits(train, TensorDataset(train.images[:64], train.labels[:64]), 10, 1, torch.zeros(1))
     torch.manual_seed(1)
-    teacher = build_model(base.teacher, 10, 1).eval().requires_grad_(False)
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    teacher = build_model(base.teacher, 10, 1).eval().requires_grad_(False).to(DEVICE)
     configs = {"student": base, "kd": config("kd"), "iakd": config("iakd", swap_p0=0.5)}
     rates = {}
     for name, cfg in configs.items():
