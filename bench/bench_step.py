@@ -63,9 +63,9 @@ def hand(cfg: TrialConfig, data: DataSplits, teacher) -> float:
                           log_target=True) * 16
             loss = 0.1 * F.cross_entropy(logits, y) + 0.9 * kl
         else:
-            mask = torch.rand(3, generator=masks) < 0.5
+            mask = torch.rand(len(s_units), generator=masks) < 0.5
             h = student.stem(x)
-            for u in range(3):
+            for u in range(len(s_units)):
                 h = t_units[u](h) if mask[u] else s_units[u](h)
             loss = F.cross_entropy(student.head(h), y)
         opt.zero_grad(set_to_none=True)

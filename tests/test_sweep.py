@@ -117,49 +117,54 @@ def test_unwritable_output_and_bad_resume_exit_2(tmp_path, teacher_cache):
     assert proc.returncode == 2 and "is not a sweep run folder" in proc.stderr, proc.stderr
 
 
-def test_resume_after_an_interrupt_completes_the_budget_without_duplicates(tmp_path, teacher_cache):
-    args = sweep_args(tmp_path, teacher_cache, "resume", "--budget", "5", "--concurrency", "1",
-                      "--scheduler", "fifo")
+def stop_after_two_trials(tmp_path, teacher_cache, name: str, stop) -> tuple[subprocess.Popen, str]:
+    """Start a 5-trial serial sweep; call ``stop(proc)`` once the second trial has finished. Returns the process
+    and the stderr read so far."""
+    args = sweep_args(tmp_path, teacher_cache, name, "--budget", "5", "--concurrency", "1", "--scheduler", "fifo")
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
     lines = []
-    for line in proc.stderr:  # interrupt once the second trial has finished
+    for line in proc.stderr:
         lines.append(line)
         if line.startswith("[2/5 done"):
-            proc.send_signal(signal.SIGINT)
+            stop(proc)
             break
-    rest, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 130, "".join(lines) + rest
-    run_dir = tmp_path / "resume"
-    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    return proc, "".join(lines)
+
+
+def resume_and_load(run_dir: Path) -> tuple[pd.DataFrame, optuna.Study]:
+    """``--resume`` the run; every one of the 5 trials must then be COMPLETE exactly once."""
     done = run([*SWEEP, "--resume", str(run_dir)])
     assert done.returncode == 0, done.stderr[-3000:]
     trials = pd.read_parquet(run_dir / "trials.parquet")
     assert len(trials) == 5 and trials["trial_id"].is_unique and (trials["status"] == "COMPLETE").all()
-    study = optuna.load_study(study_name="iakd-resume", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    study = optuna.load_study(study_name=f"iakd-{run_dir.name}", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    return trials, study
+
+
+def test_resume_after_an_interrupt_completes_the_budget_without_duplicates(tmp_path, teacher_cache):
+    proc, seen = stop_after_two_trials(tmp_path, teacher_cache, "resume", lambda p: p.send_signal(signal.SIGINT))
+    rest, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, seen + rest
+    run_dir = tmp_path / "resume"
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    trials, study = resume_and_load(run_dir)
     assert sorted(t.user_attrs["tune_trial_id"] for t in study.trials) == sorted(trials["trial_id"])
     assert all(t.state.name == "COMPLETE" for t in study.trials)
 
 
+def hard_kill(proc: subprocess.Popen) -> None:
+    time.sleep(3)  # let the experiment state reach the disk (saved every 2 s)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+
+
 def test_resume_after_a_hard_kill_accounts_for_every_trial_once(tmp_path, teacher_cache):
-    args = sweep_args(tmp_path, teacher_cache, "killed", "--budget", "5", "--concurrency", "1", "--scheduler",
-                      "fifo")
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
-    for line in proc.stderr:
-        if line.startswith("[2/5 done"):
-            time.sleep(3)  # let the experiment state reach the disk (saved every 2 s)
-            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
-            break
+    proc, _ = stop_after_two_trials(tmp_path, teacher_cache, "killed", hard_kill)
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     run_dir = tmp_path / "killed"
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "running"
-    done = run([*SWEEP, "--resume", str(run_dir)])
-    assert done.returncode == 0, done.stderr[-3000:]
-    trials = pd.read_parquet(run_dir / "trials.parquet")
-    assert len(trials) == 5 and trials["trial_id"].is_unique and (trials["status"] == "COMPLETE").all()
-    study = optuna.load_study(study_name="iakd-killed", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    trials, study = resume_and_load(run_dir)
     by_tune_id = {t.user_attrs["tune_trial_id"]: t.state.name for t in study.trials
                   if t.state.name != "FAIL" or "orphaned" not in t.user_attrs}
     assert by_tune_id == {tid: "COMPLETE" for tid in trials["trial_id"]}
