@@ -69,8 +69,9 @@ def best_so_far(run: Run, out: Path) -> list[Path]:
 
 
 def param_importances(run: Run) -> dict[str, float]:
-    """fANOVA importances from the run's Optuna study. Optuna's evaluators read COMPLETE trials only, and the
-    sweep marks a trial COMPLETE only at full fidelity (ASHA-stopped ones are PRUNED), so early values never count."""
+    """fANOVA importances for val accuracy from the run's Optuna study. Optuna's evaluators read COMPLETE trials
+    only, and the sweep marks a trial COMPLETE only at full fidelity (ASHA-stopped ones are PRUNED), so early
+    values never count. In an ``acc+cost`` (two-objective) study, accuracy is the first objective."""
     import optuna
 
     db = run.path / "optuna.db"
@@ -78,13 +79,14 @@ def param_importances(run: Run) -> dict[str, float]:
         return {}
     study = optuna.load_study(study_name=run.manifest["study_name"], storage=f"sqlite:///{db}")
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if len(study.directions) > 1 or len(done) < 3:
+    if len(done) < 3:
         return {}
+    target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             return optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target=target)
         except (RuntimeError, ValueError):
             return {}
 
@@ -95,7 +97,7 @@ def importance(run: Run, out: Path) -> list[Path]:
         return []
     fig, ax = plt.subplots(figsize=(6, 0.4 * len(imp) + 1.2))
     sns.barplot(x=list(imp.values()), y=list(imp.keys()), ax=ax, color="C0")
-    ax.set(xlabel="fANOVA importance", ylabel="", title="Parameter importance (COMPLETE, full-fidelity trials)")
+    ax.set(xlabel="fANOVA importance", ylabel="", title="Importance for val accuracy (COMPLETE, full-fidelity trials)")
     return save(fig, out, "importance")
 
 

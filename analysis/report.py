@@ -64,6 +64,16 @@ def figure_links(run: Run, report_dir: Path) -> list[str]:
     return [f"![{p.stem}]({Path(os.path.relpath(p, report_dir)).as_posix()})" for p in sorted(folder.glob("*.png"))]
 
 
+def search_line(args: dict) -> str:
+    """How the sweep searched, from its stored command-line arguments."""
+    line = (f"Search: {args.get('sampler', '?')} sampler, {args.get('scheduler', '?')} scheduler, seed "
+            f"{args.get('seed', '?')}, objective ")
+    if args.get("objective") == "acc+cost":
+        return line + ("val accuracy (max) and training seconds (min), two-objective; the best config below is "
+                       "the most accurate, the Pareto figure shows the trade-off.")
+    return line + "val accuracy (max)."
+
+
 def sweep_section(run: Run, title: str, report_dir: Path) -> list[str]:
     info, top = sweep_summary(run)
     teacher = info["teacher"]
@@ -73,6 +83,7 @@ def sweep_section(run: Run, title: str, report_dir: Path) -> list[str]:
            f"{info['pruned']} pruned by ASHA, {info['failed']} failed; sweep wall time {wall}. Teacher "
            f"{teacher.get('arch', '?')}: val {teacher.get('val_acc', float('nan')):.2f} %, test "
            f"{teacher.get('test_acc', float('nan')):.2f} %.", "",
+           search_line(run.manifest.get("args", {})), "",
            f"Best full-fidelity config (by val accuracy): {info['best'] or 'none'}.", "",
            "Top trials (COMPLETE, val accuracy %):", "", md_table(top), ""]
     out += figure_links(run, report_dir)

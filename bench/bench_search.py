@@ -1,16 +1,21 @@
 #!/usr/bin/env python
 """P4: search efficiency at equal budget. TPE + ASHA vs random search + FIFO, each over several sweep seeds.
 
-    python bench/bench_search.py [--preset laptop] [--budget 24] [--seeds 3]
+    python bench/bench_search.py [--preset laptop] [--budget 24] [--seeds 3] [--output-dir DIR]
 
-Prints, per strategy, the best full-fidelity val accuracy of each seed and its mean, and the trial-epochs used;
-then the ratio of trial-epochs (TPE+ASHA / random+FIFO). Goal: TPE+ASHA mean best >= random+FIFO mean best and
-fewer trial-epochs. Exits 1 if the goal is missed. Long: 2 x seeds sweeps.
+Runs, for each sweep seed, one `study/run_sweep.py` per strategy (paired: both strategies see the same seed,
+the strategies alternate so an interrupted run still holds whole pairs). Prints, per strategy, the best
+full-fidelity (COMPLETE) val accuracy of each seed and its mean, the trial-epochs used and the wall time; then
+the mean paired difference of the bests and the ratio of trial-epochs (TPE+ASHA / random+FIFO). Goal:
+TPE+ASHA mean best >= random+FIFO mean best and fewer trial-epochs; exits 1 if missed. Long: 2 x seeds sweeps
+(about 15 min per seed on 2 cores at the defaults). Rerunning with the same --output-dir reuses the sweeps
+that finished and runs only the missing ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -20,14 +25,21 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
+STRATEGIES = (("tpe", "asha"), ("random", "fifo"))
 
 
-def sweep(preset: str, budget: int, seed: int, sampler: str, scheduler: str, out: Path) -> pd.DataFrame:
+def sweep(preset: str, budget: int, seed: int, sampler: str, scheduler: str, out: Path) -> tuple[pd.DataFrame, float]:
+    """Run one sweep (or reuse a finished one in ``out``); return its trials table and wall seconds."""
     name = f"{sampler}-{scheduler}-s{seed}"
-    subprocess.run([sys.executable, str(ROOT / "study" / "run_sweep.py"), "--preset", preset, "--budget",
-                    str(budget), "--seed", str(seed), "--sampler", sampler, "--scheduler", scheduler,
-                    "--output-dir", str(out), "--name", name], check=True, cwd=ROOT)
-    return pd.read_parquet(out / name / "trials.parquet")
+    manifest = out / name / "manifest.json"
+    if not (manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete"):
+        if (out / name).exists():
+            raise SystemExit(f"error: {out / name} holds an unfinished sweep; delete it or resume it with "
+                             f"study/run_sweep.py --resume {out / name}")
+        subprocess.run([sys.executable, str(ROOT / "study" / "run_sweep.py"), "--preset", preset, "--budget",
+                        str(budget), "--seed", str(seed), "--sampler", sampler, "--scheduler", scheduler,
+                        "--output-dir", str(out), "--name", name], check=True, cwd=ROOT)
+    return pd.read_parquet(out / name / "trials.parquet"), float(json.loads(manifest.read_text())["wall_seconds"])
 
 
 def main() -> int:
@@ -35,23 +47,32 @@ def main() -> int:
     p.add_argument("--preset", default="laptop")
     p.add_argument("--budget", type=int, default=24)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--output-dir", type=Path, default=None,
+                   help="folder for the sweeps (default results/bench/search-<time>); reused if it exists")
     args = p.parse_args()
-    out = ROOT / "results" / "bench" / f"search-{time.strftime('%Y%m%d-%H%M%S')}"
-    summary = {}
-    for sampler, scheduler in (("tpe", "asha"), ("random", "fifo")):
-        bests, epochs = [], 0
-        for seed in range(args.seeds):
-            t = sweep(args.preset, args.budget, seed, sampler, scheduler, out)
-            bests.append(float(t.loc[t["status"] == "COMPLETE", "val_acc_last"].max()))
-            epochs += int(t["epochs"].sum())
-        summary[(sampler, scheduler)] = (bests, epochs)
-        print(f"{sampler}+{scheduler}: best per seed {[round(b, 2) for b in bests]}, mean "
-              f"{statistics.mean(bests):.2f}, trial-epochs {epochs}")
-    (tb, te), (rb, re_) = summary[("tpe", "asha")], summary[("random", "fifo")]
-    ratio = te / re_
-    ok = statistics.mean(tb) >= statistics.mean(rb) and ratio < 1
-    print(f"P4 best (TPE+ASHA - random+FIFO) = {statistics.mean(tb) - statistics.mean(rb):+.2f} points; "
-          f"trial-epochs ratio {ratio:.3f} ({'met' if ok else 'MISSED'})")
+    out = args.output_dir or ROOT / "results" / "bench" / f"search-{time.strftime('%Y%m%d-%H%M%S')}"
+    rows = []
+    for seed in range(args.seeds):
+        for sampler, scheduler in STRATEGIES:
+            t, wall = sweep(args.preset, args.budget, seed, sampler, scheduler, out)
+            rows.append({"strategy": f"{sampler}+{scheduler}", "seed": seed,
+                         "best": float(t.loc[t["status"] == "COMPLETE", "val_acc_last"].max()),
+                         "complete": int((t["status"] == "COMPLETE").sum()),
+                         "trial_epochs": int(t["epochs"].sum()), "wall_s": wall})
+    df = pd.DataFrame(rows)
+    df.to_csv(out / "p4.csv", index=False)
+    print(df.to_string(index=False))
+    by = {s: g.set_index("seed") for s, g in df.groupby("strategy")}
+    tpe, rnd = by["tpe+asha"], by["random+fifo"]
+    for name, g in (("tpe+asha", tpe), ("random+fifo", rnd)):
+        print(f"{name}: best per seed {[round(b, 2) for b in g['best']]}, mean {g['best'].mean():.2f}, "
+              f"trial-epochs {g['trial_epochs'].sum()}, wall {g['wall_s'].sum() / 60:.1f} min")
+    diff = (tpe["best"] - rnd["best"]).tolist()
+    ratio = tpe["trial_epochs"].sum() / rnd["trial_epochs"].sum()
+    ok = statistics.mean(diff) >= 0 and ratio < 1
+    print(f"P4 best (TPE+ASHA - random+FIFO) = {statistics.mean(diff):+.2f} points (per seed "
+          f"{[round(d, 2) for d in diff]}); trial-epochs ratio {ratio:.3f}; wall ratio "
+          f"{tpe['wall_s'].sum() / rnd['wall_s'].sum():.3f} ({'met' if ok else 'MISSED'})")
     return 0 if ok else 1
 
 

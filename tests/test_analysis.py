@@ -37,7 +37,7 @@ def test_holm_orders_and_adjusts_like_the_textbook():
     assert math.isnan(adj[3])
 
 
-def make_sweep(folder, n=12, seed=0):
+def make_sweep(folder, n=12, seed=0, objective="acc"):
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
@@ -62,7 +62,8 @@ def make_sweep(folder, n=12, seed=0):
     (folder / "manifest.json").write_text(json.dumps({
         "kind": "sweep", "budget": n, "study_name": "x", "wall_seconds": 600,
         "base_config": {"dataset": "fashion-mnist", "teacher": "resnet26", "student": "resnet14", "epochs": 8},
-        "teacher": {"arch": "resnet26", "val_acc": 82.0, "test_acc": 81.0}, "command": "run_sweep.py --budget 12"}))
+        "teacher": {"arch": "resnet26", "val_acc": 82.0, "test_acc": 81.0}, "command": "run_sweep.py --budget 12",
+        "args": {"sampler": "tpe", "scheduler": "asha", "seed": 0, "objective": objective}}))
     return folder
 
 
@@ -119,6 +120,7 @@ def test_report_has_every_section_and_an_honest_conclusion(tmp_path):
         assert section in text, section
     assert "| 72.34" in text or "72.34" in text  # CIFAR-100 resnet56 -> resnet20 anchors beside ours
     assert "significantly better" in text  # +3 points with tiny noise over 3 seeds
+    assert "Search: tpe sampler, asha scheduler, seed 0, objective val accuracy (max)." in text
     flat = load_run(make_ablation(tmp_path / "b", sweep, {**ARMS, "iakd_best": 1.5}))
     assert "not significantly different" in build_report(flat)  # same mean as KD
 
@@ -163,3 +165,26 @@ def test_importance_uses_only_complete_full_fidelity_trials(tmp_path):
     assert imp["a"] > 0.8 > imp["b"]
     paths = importance(load_run(folder), tmp_path / "fig")
     assert paths and paths[0].exists()
+
+
+def test_importance_in_a_two_objective_study_is_for_accuracy(tmp_path):
+    import optuna
+
+    from analysis.plots import param_importances
+
+    folder = make_sweep(tmp_path / "s")
+    study = optuna.create_study(study_name="x", storage=f"sqlite:///{folder / 'optuna.db'}",
+                                directions=["maximize", "minimize"])
+    dist = {"a": optuna.distributions.FloatDistribution(0, 1), "b": optuna.distributions.FloatDistribution(0, 1)}
+    rng = np.random.default_rng(1)
+    for _ in range(16):  # accuracy follows a, cost follows b
+        a, b = rng.uniform(), rng.uniform()
+        study.add_trial(optuna.trial.create_trial(params={"a": a, "b": b}, distributions=dist,
+                                                  values=[10 * a, 100 * b]))
+    imp = param_importances(load_run(folder))
+    assert imp["a"] > 0.8 > imp["b"]
+
+
+def test_report_of_a_two_objective_sweep_names_both_objectives(tmp_path):
+    text = build_report(load_run(make_sweep(tmp_path / "s", objective="acc+cost")))
+    assert "objective val accuracy (max) and training seconds (min), two-objective" in text

@@ -181,6 +181,29 @@ def test_deterministic_mode_repeats_exactly(tmp_path, teacher_cache):
     pd.testing.assert_frame_equal(tables[0], tables[1])
 
 
+def test_two_objective_sweep_records_accuracy_and_cost_and_plots_the_front(tmp_path, teacher_cache):
+    proc = run(sweep_args(tmp_path, teacher_cache, "mo", "--budget", "5", "--objective", "acc+cost"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = tmp_path / "mo"
+    trials = pd.read_parquet(run_dir / "trials.parquet").set_index("trial_id")
+    study = optuna.load_study(study_name="iakd-mo", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert complete, proc.stderr[-2000:]
+    for t in complete:  # (val accuracy, training seconds) of the full-fidelity run, as in the tables
+        row = trials.loc[t.user_attrs["tune_trial_id"]]
+        assert t.values[0] == pytest.approx(row["val_acc_last"])
+        assert t.values[1] == pytest.approx(row["train_seconds"]) and t.values[1] > 0
+    for t in study.trials:
+        if t.state.name == "PRUNED":
+            assert t.values is None
+    best = json.loads((run_dir / "best_config.json").read_text())
+    assert best["val_acc"] == trials.loc[trials["status"] == "COMPLETE", "val_acc_last"].max()
+    proc = run([sys.executable, str(ROOT / "analysis" / "plots.py"), str(run_dir)], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (run_dir / "figures" / "pareto.png").exists()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
