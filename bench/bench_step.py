@@ -3,11 +3,14 @@
 math on the same tensors, and the IAKD step cost vs the KD step cost at p = 0.5.
 
     python bench/bench_step.py [--preset laptop] [--images 3072] [--repeats 5]
+    python bench/bench_step.py --preset cifar100-resnet56-resnet20 --device cuda [--amp on|off]   # GPU check
 
 Ours = ``iakd_core.train.fit`` for one epoch (augmentation off, so both sides see identical batches; validation
-time excluded). Hand = a plain loop: forward, loss, zero_grad, backward, step. Best of ``--repeats``
-runs (timing noise on a shared 2-core VM is about ±5–10 %). Prints the figures, then the goals; exits 1 if a
-goal is missed.
+time excluded). Hand = a plain loop: forward, loss, zero_grad, backward, step, with the same bf16 autocast and
+channels-last layout as the config. Inputs are random tensors of the preset's shape (CIFAR presets: 3x32x32,
+100 or 10 classes), so no dataset is needed. Best of ``--repeats`` runs (timing noise on a shared 2-core VM is
+about ±5–10 %). Prints the figures, then the goals; exits 1 if a goal is missed. The hand-written IAKD loop has
+no adapters, so pairs whose unit widths differ (wrn_40_2 -> wrn_40_1) are refused.
 """
 
 from __future__ import annotations
@@ -27,23 +30,30 @@ from iakd_core.data import DataSplits, TensorDataset  # noqa: E402
 from iakd_core.methods import build_method  # noqa: E402
 from iakd_core.models import build_model  # noqa: E402
 from iakd_core.presets import preset_config  # noqa: E402
-from iakd_core.train import fit  # noqa: E402
-from iakd_core.units import split_units  # noqa: E402
+from iakd_core.train import autocast, fit  # noqa: E402
+from iakd_core.units import pair_units, split_units  # noqa: E402
 
 DEVICE = torch.device("cpu")
+SHAPES = {"fashion-mnist": (1, 28, 10), "synthetic": (1, 16, 4), "cifar10": (3, 32, 10),
+          "cifar100": (3, 32, 100)}  # channels, side, classes
+
+
+def layout(model: torch.nn.Module, cfg: TrialConfig) -> torch.nn.Module:
+    model = model.to(DEVICE)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
 def ours(cfg: TrialConfig, data: DataSplits, teacher) -> float:
     torch.manual_seed(0)
-    student = build_model(cfg.student, 10, data.in_channels)
-    method = build_method(cfg, student, teacher).to(DEVICE)
+    student = build_model(cfg.student, data.num_classes, data.in_channels)
+    method = layout(build_method(cfg, student, teacher), cfg)
     result = fit(method, data, cfg, DEVICE)
     return result.images / result.history[-1]["epoch_seconds"]
 
 
 def hand(cfg: TrialConfig, data: DataSplits, teacher) -> float:
     torch.manual_seed(0)
-    student = build_model(cfg.student, 10, data.in_channels).to(DEVICE)
+    student = layout(build_model(cfg.student, data.num_classes, data.in_channels), cfg)
     opt = torch.optim.SGD(student.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     s_units, t_units = split_units(student, 1), split_units(teacher, 1) if teacher is not None else None
     order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(cfg.seed))
@@ -53,21 +63,25 @@ def hand(cfg: TrialConfig, data: DataSplits, teacher) -> float:
     for i in range(0, len(order), cfg.batch_size):
         idx = order[i : i + cfg.batch_size]
         x, y = data.train.images[idx].to(DEVICE), data.train.labels[idx].to(DEVICE)
-        if cfg.method == "student":
-            loss = F.cross_entropy(student(x), y)
-        elif cfg.method == "kd":
-            logits = student(x)
-            with torch.no_grad():
-                t = teacher(x)
-            kl = F.kl_div(F.log_softmax(logits / 4, 1), F.log_softmax(t / 4, 1), reduction="batchmean",
-                          log_target=True) * 16
-            loss = 0.1 * F.cross_entropy(logits, y) + 0.9 * kl
-        else:
-            mask = torch.rand(len(s_units), generator=masks) < 0.5
-            h = student.stem(x)
-            for u in range(len(s_units)):
-                h = t_units[u](h) if mask[u] else s_units[u](h)
-            loss = F.cross_entropy(student.head(h), y)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(DEVICE, cfg.amp):
+            if cfg.method == "student":
+                loss = F.cross_entropy(student(x), y)
+            elif cfg.method == "kd":
+                logits = student(x)
+                with torch.no_grad():
+                    t = teacher(x)
+                tau = cfg.kd_temperature
+                kl = F.kl_div(F.log_softmax(logits / tau, 1), F.log_softmax(t / tau, 1), reduction="batchmean",
+                              log_target=True) * tau**2
+                loss = cfg.ce_weight * F.cross_entropy(logits, y) + cfg.kd_weight * kl
+            else:
+                mask = torch.rand(len(s_units), generator=masks) < 0.5
+                h = student.stem(x)
+                for u in range(len(s_units)):
+                    h = t_units[u](h) if mask[u] else s_units[u](h)
+                loss = F.cross_entropy(student.head(h), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -83,23 +97,36 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu or cuda (a GPU check; IAKD/KD configs then use it)")
+    p.add_argument("--amp", choices=("preset", "on", "off"), default="preset",
+                   help="bf16 autocast (CUDA only) as the preset says (CIFAR presets: on), or forced on/off")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     # identical batches on both sides
     plain = dict(epochs=1, crop_padding=0, flip=False, lr_schedule="constant", device=args.device)
+    if args.amp != "preset":
+        plain["amp"] = args.amp == "on"
 
     def config(method: str, **extra) -> TrialConfig:
         return TrialConfig.from_dict({**preset_config(args.preset, method), **plain, **extra})
 
     base = config("student")
-    shape = (args.images, 1, base.image_size or 28, base.image_size or 28)
+    channels, side, classes = SHAPES[base.dataset]
+    side = base.image_size or side
     g = torch.Generator().manual_seed(0)
-    train = TensorDataset(torch.randn(shape, generator=g), torch.randint(0, 10, (args.images,), generator=g))
-    data = DataSplits(train, TensorDataset(train.images[:64], train.labels[:64]), 10, 1, torch.zeros(1))
+    train = TensorDataset(torch.randn((args.images, channels, side, side), generator=g),
+                          torch.randint(0, classes, (args.images,), generator=g))
+    data = DataSplits(train, TensorDataset(train.images[:64], train.labels[:64]), classes, channels,
+                      torch.zeros(channels))
     torch.manual_seed(1)
     global DEVICE
     DEVICE = torch.device(args.device)
-    teacher = build_model(base.teacher, 10, 1).eval().requires_grad_(False).to(DEVICE)
+    teacher = layout(build_model(base.teacher, classes, channels).eval().requires_grad_(False), base)
+    if pair_units(teacher, build_model(base.student, classes, channels)).has_adapters:
+        raise SystemExit(f"error: {base.teacher} -> {base.student} needs adapters, which the hand-written loop "
+                         "does not have; pick a pair with equal unit widths")
+    print(f"{args.preset}: {base.teacher} -> {base.student}, {channels}x{side}x{side}, {classes} classes, batch "
+          f"{base.batch_size}, device {DEVICE}, bf16 {base.amp and DEVICE.type == 'cuda'}, channels_last "
+          f"{base.channels_last}, {args.images} images x {args.repeats} repeats")
     configs = {"student": base, "kd": config("kd"), "iakd": config("iakd", swap_p0=0.5)}
     rates = {}
     for name, cfg in configs.items():

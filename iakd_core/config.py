@@ -83,7 +83,7 @@ class TrialConfig:
     seed: int = _f(0, "seed of initialisation, batch order, augmentation and swap draws", lo=0)
     threads: int | None = _f(None, "torch CPU threads (None: torch's default)", lo=1, hi=1024)
     device: str = _f("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
-    amp: bool = _f(False, "mixed precision (bf16 autocast; CUDA, or CPU where it helps)")
+    amp: bool = _f(False, "mixed precision: bf16 autocast on CUDA (ignored on CPU, where it is slower)")
     channels_last: bool = _f(False, "channels-last memory format")
     eval_batch_size: int = _f(1024, "batch size for evaluation", lo=1)
     evaluate_test: bool = _f(False, "evaluate on the official test set at the end (final runs only, never tuning)")

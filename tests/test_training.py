@@ -130,3 +130,11 @@ def test_bn_recalibration_changes_only_the_students_eval_statistics(cfg):
     assert not torch.equal(bn_on.running_mean, torch.zeros_like(bn_on.running_mean))
     assert bn_on.momentum == bn_off.momentum == 0.1  # restored after the cumulative pass
     assert histories[0][0]["val_loss"] != histories[1][0]["val_loss"]  # evaluation sees other statistics
+
+
+def test_amp_is_ignored_on_cpu_so_a_gpu_preset_checked_on_cpu_stays_fp32():
+    from iakd_core.train import autocast
+
+    layer = torch.nn.Conv2d(3, 4, 3)
+    with autocast(torch.device("cpu"), True):
+        assert layer(torch.randn(1, 3, 8, 8)).dtype == torch.float32
