@@ -182,7 +182,7 @@ def test_deterministic_mode_repeats_exactly(tmp_path, teacher_cache):
 
 
 def test_two_objective_sweep_records_accuracy_and_cost_and_plots_the_front(tmp_path, teacher_cache):
-    proc = run(sweep_args(tmp_path, teacher_cache, "mo", "--budget", "5", "--objective", "acc+cost"))
+    proc = run(sweep_args(tmp_path, teacher_cache, "mo", "--budget", "3", "--objective", "acc+cost"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "mo"
     trials = pd.read_parquet(run_dir / "trials.parquet").set_index("trial_id")
