@@ -32,17 +32,23 @@ ROOT = Path(__file__).resolve().parent.parent
 STRATEGIES = (("tpe", "asha"), ("random", "fifo"))
 
 
+def fail(message: str) -> None:
+    """Bad input: one line, exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def sweep(preset: str, budget: int, seed: int, sampler: str, scheduler: str, out: Path,
           tag: str = "") -> tuple[pd.DataFrame, float]:
     """Run one sweep (or reuse a finished one in ``out``); return its trials table and wall seconds."""
     name = f"{sampler}-{scheduler}{tag}-s{seed}"
     manifest = out / name / "manifest.json"
     if manifest.exists() and json.loads(manifest.read_text()).get("budget") != budget:
-        raise SystemExit(f"error: {out / name} was run with another budget; use another --output-dir")
+        fail(f"{out / name} was run with another budget; use another --output-dir")
     if not (manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete"):
         if (out / name).exists():
-            raise SystemExit(f"error: {out / name} holds an unfinished sweep; delete it or resume it with "
-                             f"study/run_sweep.py --resume {out / name}")
+            fail(f"{out / name} holds an unfinished sweep; delete it or resume it with "
+                 f"study/run_sweep.py --resume {out / name}")
         subprocess.run([sys.executable, str(ROOT / "study" / "run_sweep.py"), "--preset", preset, "--budget",
                         str(budget), "--seed", str(seed), "--sampler", sampler, "--scheduler", scheduler,
                         "--output-dir", str(out), "--name", name], check=True, cwd=ROOT)

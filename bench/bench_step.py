@@ -122,8 +122,9 @@ def main() -> int:
     DEVICE = torch.device(args.device)
     teacher = layout(build_model(base.teacher, classes, channels).eval().requires_grad_(False), base)
     if pair_units(teacher, build_model(base.student, classes, channels)).has_adapters:
-        raise SystemExit(f"error: {base.teacher} -> {base.student} needs adapters, which the hand-written loop "
-                         "does not have; pick a pair with equal unit widths")
+        print(f"error: {base.teacher} -> {base.student} needs adapters, which the hand-written loop does not "
+              "have; pick a pair with equal unit widths", file=sys.stderr)
+        return 2
     print(f"{args.preset}: {base.teacher} -> {base.student}, {channels}x{side}x{side}, {classes} classes, batch "
           f"{base.batch_size}, device {DEVICE}, bf16 {base.amp and DEVICE.type == 'cuda'}, channels_last "
           f"{base.channels_last}, {args.images} images x {args.repeats} repeats")
