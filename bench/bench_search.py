@@ -11,8 +11,10 @@ TPE+ASHA mean best >= random+FIFO mean best and fewer trial-epochs; exits 1 if m
 (about 15 min per seed on 2 cores at the defaults). Rerunning with the same --output-dir reuses the sweeps
 that finished and runs only the missing ones.
 
---equal-compute adds, for information (not part of the goal), TPE+ASHA at equal *compute*: per seed, a sweep
-with budget / (measured trial-epochs ratio) trials, so it spends about the trial-epochs random+FIFO spent.
+It also prints, for information, how well ASHA's rungs predict the final accuracy (Spearman's rho over the
+fully trained random+FIFO trials). --equal-compute adds, for information (not part of the goal), TPE+ASHA at
+equal *compute*: per seed, a sweep with budget / (measured trial-epochs ratio) trials, so it spends about the
+trial-epochs random+FIFO spent.
 """
 
 from __future__ import annotations
@@ -53,6 +55,23 @@ def sweep(preset: str, budget: int, seed: int, sampler: str, scheduler: str, out
                         str(budget), "--seed", str(seed), "--sampler", sampler, "--scheduler", scheduler,
                         "--output-dir", str(out), "--name", name], check=True, cwd=ROOT)
     return pd.read_parquet(out / name / "trials.parquet"), float(json.loads(manifest.read_text())["wall_seconds"])
+
+
+def rung_fidelity(out: Path, seeds: int) -> str:
+    """How well ASHA's rungs predict the final result: Spearman's rho between val accuracy at each rung epoch and
+    at the last epoch, over the fully trained random+FIFO trials."""
+    from scipy.stats import spearmanr
+
+    runs = [out / f"random-fifo-s{seed}" for seed in range(seeds)]
+    settings = json.loads((runs[0] / "manifest.json").read_text())["settings"]
+    epochs = pd.concat([pd.read_parquet(r / "epochs.parquet").assign(run=r.name) for r in runs])
+    acc = epochs.pivot_table(index=["run", "trial_id"], columns="epoch", values="val_acc")
+    last, rung, parts = settings["max_epochs"], settings["grace_epochs"], []
+    while rung < last:
+        rho = spearmanr(acc[rung], acc[last]).statistic
+        parts.append(f"epoch {rung} vs {last}: rho {rho:.2f}")
+        rung *= settings["reduction_factor"]
+    return f"ASHA rung fidelity over {len(acc)} fully trained random+FIFO trials: " + ", ".join(parts)
 
 
 def main() -> int:
@@ -96,6 +115,7 @@ def main() -> int:
     print(f"P4 best (TPE+ASHA - random+FIFO) = {statistics.mean(diff):+.2f} points (per seed "
           f"{[round(d, 2) for d in diff]}); trial-epochs ratio {ratio:.3f}; wall ratio "
           f"{tpe['wall_s'].sum() / rnd['wall_s'].sum():.3f} ({'met' if ok else 'MISSED'})")
+    print(rung_fidelity(out, args.seeds) + " (information)")
     if args.equal_compute:
         eq = df[df["strategy"].str.startswith("tpe+asha n=")].set_index("seed")
         print(f"equal compute (information): TPE+ASHA with {eq['budget'].iloc[0]} trials - random+FIFO = "
