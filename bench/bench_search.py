@@ -43,18 +43,19 @@ def fail(message: str) -> None:
 def sweep(preset: str, budget: int, seed: int, sampler: str, scheduler: str, out: Path,
           tag: str = "") -> tuple[pd.DataFrame, float]:
     """Run one sweep (or reuse a finished one in ``out``); return its trials table and wall seconds."""
-    name = f"{sampler}-{scheduler}{tag}-s{seed}"
-    manifest = out / name / "manifest.json"
-    if manifest.exists() and json.loads(manifest.read_text()).get("budget") != budget:
-        fail(f"{out / name} was run with another budget; use another --output-dir")
-    if not (manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete"):
-        if (out / name).exists():
-            fail(f"{out / name} holds an unfinished sweep; delete it or resume it with "
-                 f"study/run_sweep.py --resume {out / name}")
+    run = out / f"{sampler}-{scheduler}{tag}-s{seed}"
+    manifest = run / "manifest.json"
+    saved = json.loads(manifest.read_text()) if manifest.exists() else None
+    if saved is not None and saved.get("budget") != budget:
+        fail(f"{run} was run with another budget; use another --output-dir")
+    if saved is None or saved.get("status") != "complete":
+        if run.exists():
+            fail(f"{run} holds an unfinished sweep; delete it or resume it with study/run_sweep.py --resume {run}")
         subprocess.run([sys.executable, str(ROOT / "study" / "run_sweep.py"), "--preset", preset, "--budget",
                         str(budget), "--seed", str(seed), "--sampler", sampler, "--scheduler", scheduler,
-                        "--output-dir", str(out), "--name", name], check=True, cwd=ROOT)
-    return pd.read_parquet(out / name / "trials.parquet"), float(json.loads(manifest.read_text())["wall_seconds"])
+                        "--output-dir", str(out), "--name", run.name], check=True, cwd=ROOT)
+        saved = json.loads(manifest.read_text())
+    return pd.read_parquet(run / "trials.parquet"), float(saved["wall_seconds"])
 
 
 def rung_fidelity(out: Path, seeds: int) -> str:

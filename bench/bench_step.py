@@ -30,7 +30,7 @@ from iakd_core.data import DataSplits, TensorDataset  # noqa: E402
 from iakd_core.methods import build_method  # noqa: E402
 from iakd_core.models import build_model  # noqa: E402
 from iakd_core.presets import preset_config  # noqa: E402
-from iakd_core.train import autocast, fit  # noqa: E402
+from iakd_core.train import autocast, fit, place  # noqa: E402
 from iakd_core.units import pair_units, split_units  # noqa: E402
 
 DEVICE = torch.device("cpu")
@@ -38,22 +38,17 @@ SHAPES = {"fashion-mnist": (1, 28, 10), "synthetic": (1, 16, 4), "cifar10": (3, 
           "cifar100": (3, 32, 100)}  # channels, side, classes
 
 
-def layout(model: torch.nn.Module, cfg: TrialConfig) -> torch.nn.Module:
-    model = model.to(DEVICE)
-    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
-
-
 def ours(cfg: TrialConfig, data: DataSplits, teacher) -> float:
     torch.manual_seed(0)
     student = build_model(cfg.student, data.num_classes, data.in_channels)
-    method = layout(build_method(cfg, student, teacher), cfg)
+    method = place(build_method(cfg, student, teacher), DEVICE, cfg.channels_last)
     result = fit(method, data, cfg, DEVICE)
     return result.images / result.history[-1]["epoch_seconds"]
 
 
 def hand(cfg: TrialConfig, data: DataSplits, teacher) -> float:
     torch.manual_seed(0)
-    student = layout(build_model(cfg.student, data.num_classes, data.in_channels), cfg)
+    student = place(build_model(cfg.student, data.num_classes, data.in_channels), DEVICE, cfg.channels_last)
     opt = torch.optim.SGD(student.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     s_units, t_units = split_units(student, 1), split_units(teacher, 1) if teacher is not None else None
     order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(cfg.seed))
@@ -120,7 +115,8 @@ def main() -> int:
     torch.manual_seed(1)
     global DEVICE
     DEVICE = torch.device(args.device)
-    teacher = layout(build_model(base.teacher, classes, channels).eval().requires_grad_(False), base)
+    teacher = place(build_model(base.teacher, classes, channels).eval().requires_grad_(False), DEVICE,
+                    base.channels_last)
     if pair_units(teacher, build_model(base.student, classes, channels)).has_adapters:
         print(f"error: {base.teacher} -> {base.student} needs adapters, which the hand-written loop does not "
               "have; pick a pair with equal unit widths", file=sys.stderr)

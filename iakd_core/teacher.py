@@ -86,14 +86,12 @@ def train_teacher(cfg: TrialConfig, data: DataSplits, device: torch.device | Non
                   progress=None) -> tuple[Backbone, dict[str, Any]]:
     """Train the teacher of ``cfg`` with its recipe, evaluate it on val and test, and save it atomically."""
     from .methods import build_method
-    from .train import evaluate, fit, pick_device
+    from .train import evaluate, fit, pick_device, place
 
     recipe = teacher_recipe(cfg)
     device = device or pick_device(cfg.device)
     torch.manual_seed(recipe.seed)
-    model = build_model(cfg.teacher, data.num_classes, data.in_channels).to(device)
-    if recipe.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = place(build_model(cfg.teacher, data.num_classes, data.in_channels), device, recipe.channels_last)
     start = time.time()
     result = fit(build_method(recipe, model, None), data, recipe, device, report=progress)
     model.eval()

@@ -46,6 +46,12 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def place(module: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    """Move ``module`` to ``device``, in channels-last memory format when asked (its inputs follow: ``_prepare``)."""
+    module = module.to(device)
+    return module.to(memory_format=torch.channels_last) if channels_last else module
+
+
 def _prepare(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x

@@ -13,7 +13,7 @@ from .data import load_splits, load_test
 from .methods import build_method
 from .models import build_model
 from .teacher import get_teacher
-from .train import evaluate, fit, pick_device
+from .train import evaluate, fit, pick_device, place
 
 
 def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, Any]], None] | None = None
@@ -32,14 +32,10 @@ def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, 
     teacher, teacher_meta = None, {}
     if cfg.uses_teacher:
         teacher, teacher_meta, _ = get_teacher(cfg, data, device)
-        teacher = teacher.to(device)
+        teacher = place(teacher, device, cfg.channels_last)
     torch.manual_seed(cfg.seed)
     student = build_model(cfg.student, data.num_classes, data.in_channels)
-    method = build_method(cfg, student, teacher).to(device)
-    if cfg.channels_last:
-        method = method.to(memory_format=torch.channels_last)
-        if teacher is not None:
-            teacher.to(memory_format=torch.channels_last)
+    method = place(build_method(cfg, student, teacher), device, cfg.channels_last)
     result = fit(method, data, cfg, device, report)
     last, best = result.history[-1], result.best
     final = {
