@@ -20,15 +20,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analysis.load import NotARunError, Run, find_runs, load_run  # noqa: E402
-from analysis.stats import mean_ci  # noqa: E402
+from analysis.load import NotARunError, Run, find_runs, load_run
+from analysis.stats import mean_ci
 
 NUMERIC_PARAMS = ["swap_p0", "swap_p1", "swap_step_at", "swap_ramp_k", "swap_mean_p", "units_per_stage",
                   "kd_weight", "kd_temperature", "student_ce_weight", "lr", "weight_decay"]

@@ -19,29 +19,37 @@ from pathlib import Path
 import markdown
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analysis.load import NotARunError, Run, load_run  # noqa: E402
-from analysis.plots import plot_run  # noqa: E402
-from analysis.stats import holm, paired_comparison  # noqa: E402
-from analysis.tables import ALPHA, anchors_for, comparisons_vs_best, sweep_summary, table1  # noqa: E402
+from analysis.load import NotARunError, Run, load_run
+from analysis.plots import plot_run
+from analysis.sensitivity import Sensitivity, assess
+from analysis.stats import paired_comparison
+from analysis.tables import (
+    ALPHA,
+    POWER,
+    anchors_for,
+    comparisons_vs_best,
+    method_comparisons,
+    seed_table,
+    sweep_summary,
+    table1,
+)
 
 
 def md_table(df: pd.DataFrame) -> str:
     return df.to_markdown(index=False) if len(df) else "_no completed trials for this table_"
 
 
-def conclusion(run: Run) -> list[str]:
-    t = run.trials[(run.trials["status"] == "COMPLETE")]
-    wide = t.pivot_table(index="seed", columns="arm", values="test_acc")
-    lines, comps = [], []
-    for ref in ("student", "kd"):
-        if "iakd_best" in wide and ref in wide:
-            pair = wide[["iakd_best", ref]].dropna()
-            comps.append((ref, paired_comparison(pair["iakd_best"], pair[ref])))
-    adjusted = holm([c["p_ttest"] for _, c in comps])
-    for (ref, c), p in zip(comps, adjusted, strict=True):
-        name = {"student": "the student trained alone", "kd": "conventional KD"}[ref]
+def conclusion(run: Run, comparisons: pd.DataFrame, sensitivity: Sensitivity) -> list[str]:
+    """The verdicts, quoting Table 1's Holm-adjusted p-values; every sensitivity warning comes first."""
+    lines = [f"- **Warning**: {w}." for w in sensitivity.warnings]
+    if sensitivity.warnings:
+        lines.append("- Read every verdict below with the warning(s) above in mind.")
+    rows = comparisons.set_index(["arm", "reference"])
+    for ref, name in (("student", "the student trained alone"), ("kd", "conventional KD")):
+        if ("iakd_best", ref) not in rows.index:
+            continue
+        c = rows.loc[("iakd_best", ref)]
+        p = c["p_holm"]
         if p != p:
             verdict = "cannot be tested (fewer than 2 paired seeds)"
         elif p < ALPHA:
@@ -50,12 +58,51 @@ def conclusion(run: Run) -> list[str]:
             verdict = f"not significantly different (Holm-adjusted p = {p:.3f}, α = {ALPHA})"
         lines.append(f"- The best IAKD configuration vs {name}: Δ = {c['delta']:+.2f} points "
                      f"(95 % CI [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], n = {c['n']} seeds): {verdict}.")
+    wide = seed_table(run)
     if "iakd_best" in wide and "no_swap" in wide:
         pair = wide[["iakd_best", "no_swap"]].dropna()
         c = paired_comparison(pair["iakd_best"], pair["no_swap"])
         lines.append(f"- Swapping itself (best vs the same config with p = 0): Δ = {c['delta']:+.2f} points, "
-                     f"paired t-test p = {c['p_ttest']:.3f} (unadjusted).")
-    return lines or ["- No completed ablation arms to compare."]
+                     f"paired t-test p = {c['p_ttest']:.3f} (unadjusted; Table 2 gives its Holm-adjusted p), "
+                     f"n = {c['n']} seeds.")
+    if len(lines) == len(sensitivity.warnings) + bool(sensitivity.warnings):
+        lines.append("- No completed ablation arms to compare.")
+    lines.append(f"- Holm-adjusted p-values here are those of Table 1: the family is every comparison in it "
+                 f"({len(comparisons)} tests).")
+    return lines
+
+
+def sensitivity_section(s: Sensitivity) -> list[str]:
+    out = ["## Can this setting detect an effect?", ""]
+    if s.control is None:
+        out.append("- Positive control (KD vs the student alone): not run (an arm is missing).")
+    else:
+        c = s.control
+        out.append(f"- Positive control, KD vs the student alone: Δ = {c['delta']:+.2f} points (95 % CI "
+                   f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], Holm-adjusted p = {_p(c['p_holm'])}, n = {c['n']} "
+                   f"seeds): **{'passes' if s.control_passes else 'FAILS'}** (needs the CI above 0 and "
+                   f"p < {ALPHA}).")
+    if s.teacher_test_acc is not None and s.student_test_acc is not None:
+        out.append(f"- Teacher {s.teacher_test_acc:.2f} % test vs the student alone {s.student_test_acc:.2f} % "
+                   f"(gap {s.teacher_test_acc - s.student_test_acc:+.2f} points).")
+    if s.chance is not None:
+        out.append(f"- Chance accuracy {s.chance:.0f} %.")
+    if len(s.detectable):
+        out += ["", f"Smallest true paired difference vs the student that a two-sided paired t-test detects at "
+                f"α = {ALPHA} with power {POWER} (statsmodels), from each comparison's observed standard deviation "
+                "of paired differences; and the 95 % CI half-width achieved:", ""]
+        table = s.detectable.rename(columns={"arm": "comparison", "sd": "sd of paired Δ",
+                                             "mde": "min. detectable Δ", "ci_halfwidth": "95 % CI half-width"})
+        table["comparison"] = table["comparison"] + " − student"
+        out.append(md_table(table.round(3)))
+    out.append("")
+    out += [f"- **Warning**: {w}." for w in s.warnings] or ["- No warnings: the comparisons below can detect "
+                                                            "effects of the sizes shown."]
+    return out + [""]
+
+
+def _p(p: float) -> str:
+    return "n/a" if p != p else f"{p:.3f}"
 
 
 def figure_links(run: Run, report_dir: Path) -> list[str]:
@@ -139,9 +186,13 @@ def build_report(run: Run) -> str:
              "trial, at the end.", ""]
     if run.kind == "ablation":
         seeds = run.manifest.get("seeds", [])
-        lines += ["## Conclusion", ""] + conclusion(run) + ["", "## Table 1 — methods", "",
-                  f"Test accuracy, mean ± std over seeds {seeds}; Δ with 95 % t-interval; paired t-test p; "
-                  "Holm correction across all comparisons of the table.", "", md_table(table1(run)), ""]
+        comparisons = method_comparisons(run)
+        sensitivity = assess(run, comparisons)
+        lines += sensitivity_section(sensitivity)
+        lines += ["## Conclusion", ""] + conclusion(run, comparisons, sensitivity) + [
+                  "", "## Table 1 — methods", "",
+                  f"Test accuracy, mean ± std (n seeds) over seeds {seeds}; Δ with 95 % t-interval; paired t-test "
+                  "p; Holm correction across all comparisons of the table.", "", md_table(table1(run)), ""]
         anchors = anchors_for(run)
         lines += ["### Published anchor numbers", ""]
         if len(anchors):

@@ -27,16 +27,18 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
 
 
 def paired_comparison(a, b, confidence: float = 0.95) -> dict[str, float]:
-    """a - b on paired seeds: mean Δ, its CI, paired t-test p, Wilcoxon signed-rank p."""
+    """a - b on paired seeds: mean Δ, its CI, the std of the paired differences, paired t-test p, Wilcoxon
+    signed-rank p."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     d = a - b
     delta, lo, hi = mean_ci(d, confidence)
+    sd = float(d.std(ddof=1)) if len(d) > 1 else float("nan")
     if len(d) < 2 or np.allclose(d, d[0]):
         p_t = float("nan") if len(d) < 2 else (1.0 if d[0] == 0 else 0.0)
     else:
         p_t = float(stats.ttest_rel(a, b).pvalue)
     p_w = float(stats.wilcoxon(a, b).pvalue) if len(d) >= 2 and np.any(d != 0) else float("nan")
-    return {"delta": delta, "ci_low": lo, "ci_high": hi, "p_ttest": p_t, "p_wilcoxon": p_w, "n": len(d)}
+    return {"delta": delta, "ci_low": lo, "ci_high": hi, "sd": sd, "p_ttest": p_t, "p_wilcoxon": p_w, "n": len(d)}
 
 
 def holm(pvalues) -> np.ndarray:
@@ -60,17 +62,26 @@ def fmt_delta(c: dict[str, float]) -> str:
     return f"{c['delta']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
 
 
-def paired_table(trials: pd.DataFrame, arms: list[str], reference: str, metric: str = "test_acc") -> pd.DataFrame:
-    """Each arm vs ``reference`` on the seeds both completed; Holm across the rows."""
-    wide = trials.pivot_table(index="seed", columns="arm", values=metric)
+def paired_table(wide: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """``arm - reference`` for each pair on the seeds both completed (``wide``: one column per arm, one row per
+    seed); ``p_holm`` = Holm across all rows (the family is the table)."""
     rows = []
-    for arm in arms:
-        if arm not in wide or reference not in wide:
-            continue
-        pair = wide[[arm, reference]].dropna()
-        c = paired_comparison(pair[arm], pair[reference])
-        rows.append({"arm": arm, "reference": reference, **c})
-    df = pd.DataFrame(rows)
-    if len(df):
-        df["p_holm"] = holm(df["p_ttest"])
+    for arm, reference in pairs:
+        if arm in wide and reference in wide:
+            pair = wide[[arm, reference]].dropna()
+            rows.append({"arm": arm, "reference": reference, **paired_comparison(pair[arm], pair[reference])})
+    df = pd.DataFrame(rows, columns=["arm", "reference", "delta", "ci_low", "ci_high", "sd", "p_ttest",
+                                     "p_wilcoxon", "n"])
+    df["p_holm"] = holm(df["p_ttest"]) if len(df) else []
     return df
+
+
+def minimum_detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest true paired difference a two-sided paired t-test on ``n`` seeds detects with ``power`` at ``alpha``,
+    given the paired differences' standard deviation ``sd`` (statsmodels' t-test power)."""
+    from statsmodels.stats.power import TTestPower
+
+    if n < 2 or not sd == sd or sd <= 0:
+        return float("nan")
+    effect = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power, alternative="two-sided")
+    return float(effect) * sd

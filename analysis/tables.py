@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 
 from .load import Run, load_anchors
-from .stats import fmt_delta, fmt_mean_std, holm, paired_comparison
+from .stats import fmt_delta, fmt_mean_std, paired_table
 
 METHOD_ARMS = ("student", "kd", "iakd_paper_default", "iakd_best")
 ALPHA = 0.05
+POWER = 0.8  # for the minimum detectable difference (analysis/sensitivity.py)
 
 
 def _ok(trials: pd.DataFrame) -> pd.DataFrame:
@@ -20,36 +21,37 @@ def _fmt_p(p: float) -> str:
     return "n/a" if p != p else (f"{p:.3f}" if p >= 0.001 else "<0.001")
 
 
+def seed_table(run: Run) -> pd.DataFrame:
+    """Test accuracy of every COMPLETE ablation trial: one row per seed, one column per arm."""
+    return _ok(run.trials).pivot_table(index="seed", columns="arm", values="test_acc")
+
+
+def method_comparisons(run: Run) -> pd.DataFrame:
+    """Table 1's family: every method arm vs the student and vs KD (paired on seeds); Holm across the family.
+    Table 1, the conclusion and the sensitivity section all quote these rows, so they agree."""
+    wide = seed_table(run)
+    arms = [a for a in METHOD_ARMS if a in wide]
+    return paired_table(wide, [(arm, ref) for arm in arms for ref in ("student", "kd") if arm != ref])
+
+
 def table1(run: Run) -> pd.DataFrame:
     """Method × setting: test accuracy, Δ vs student and vs KD (95 % CI), paired t-test p, Holm across table."""
-    t = _ok(run.trials)
-    wide = t.pivot_table(index="seed", columns="arm", values="test_acc")
-    setting = f"{run.manifest['base_config']['dataset']}: {run.manifest['base_config']['teacher']} → " \
-              f"{run.manifest['base_config']['student']}"
-    rows, comparisons = [], []
+    wide = seed_table(run)
+    cfg = run.manifest["base_config"]
+    setting = f"{cfg['dataset']}: {cfg['teacher']} → {cfg['student']}"
+    comparisons = method_comparisons(run).set_index(["arm", "reference"])
+    rows = []
     for arm in [a for a in METHOD_ARMS if a in wide]:
         row = {"setting": setting, "method": arm, "test acc (%)": fmt_mean_std(wide[arm].dropna())}
         for ref in ("student", "kd"):
-            if ref in wide and arm != ref:
-                pair = wide[[arm, ref]].dropna()
-                c = paired_comparison(pair[arm], pair[ref])
-                comparisons.append((len(rows), ref, c))
-                row[f"Δ vs {ref} [95% CI]"] = fmt_delta(c)
-                row[f"p vs {ref}"] = _fmt_p(c["p_ttest"])
-            else:
-                row[f"Δ vs {ref} [95% CI]"] = "—"
-                row[f"p vs {ref}"] = "—"
+            if ref not in wide:
+                continue
+            c = comparisons.loc[(arm, ref)] if (arm, ref) in comparisons.index else None
+            row[f"Δ vs {ref} [95% CI]"] = "—" if c is None else fmt_delta(c)
+            row[f"p vs {ref}"] = "—" if c is None else _fmt_p(c["p_ttest"])
+            row[f"p_holm vs {ref}"] = "—" if c is None else _fmt_p(c["p_holm"])
         rows.append(row)
-    adjusted = holm([c["p_ttest"] for _, _, c in comparisons])
-    for (i, ref, _), p in zip(comparisons, adjusted, strict=True):
-        rows[i][f"p_holm vs {ref}"] = _fmt_p(p)
-    df = pd.DataFrame(rows)
-    columns = ["setting", "method", "test acc (%)"]
-    for ref in ("student", "kd"):
-        if f"p_holm vs {ref}" in df:
-            df[f"p_holm vs {ref}"] = df[f"p_holm vs {ref}"].fillna("—")
-        columns += [c for c in (f"Δ vs {ref} [95% CI]", f"p vs {ref}", f"p_holm vs {ref}") if c in df]
-    return df[columns]
+    return pd.DataFrame(rows)
 
 
 def comparisons_vs_best(run: Run, factor: str) -> pd.DataFrame:
@@ -58,18 +60,15 @@ def comparisons_vs_best(run: Run, factor: str) -> pd.DataFrame:
     arms = [a for a in dict.fromkeys(t.loc[t["factor"] == factor, "arm"]) if a != "iakd_best"]
     if not arms or "iakd_best" not in set(t["arm"]):
         return pd.DataFrame()
-    wide = t.pivot_table(index="seed", columns="arm", values="test_acc")
+    wide = seed_table(run)
     first = t[t["arm"] == "iakd_best"].iloc[0]
     rows = [{"arm": "iakd_best", "change": describe_best(first), "test acc (%)": fmt_mean_std(wide["iakd_best"]),
-             "Δ vs best [95% CI]": "—", "p": "—", "_p": float("nan")}]
-    for arm in arms:
-        pair = wide[[arm, "iakd_best"]].dropna()
-        c = paired_comparison(pair[arm], pair["iakd_best"])
-        rows.append({"arm": arm, "change": describe_change(run, arm), "test acc (%)": fmt_mean_std(wide[arm]),
-                     "Δ vs best [95% CI]": fmt_delta(c), "p": _fmt_p(c["p_ttest"]), "_p": c["p_ttest"]})
-    df = pd.DataFrame(rows)
-    df["p_holm"] = [_fmt_p(p) if i else "—" for i, p in enumerate(holm(df["_p"]))]
-    return df.drop(columns="_p")
+             "Δ vs best [95% CI]": "—", "p": "—", "p_holm": "—"}]
+    for c in paired_table(wide, [(arm, "iakd_best") for arm in arms]).to_dict("records"):
+        rows.append({"arm": c["arm"], "change": describe_change(run, c["arm"]),
+                     "test acc (%)": fmt_mean_std(wide[c["arm"]]), "Δ vs best [95% CI]": fmt_delta(c),
+                     "p": _fmt_p(c["p_ttest"]), "p_holm": _fmt_p(c["p_holm"])})
+    return pd.DataFrame(rows)
 
 
 def describe_best(row: pd.Series) -> str:

@@ -3,10 +3,10 @@
 math on the same tensors, and the IAKD step cost vs the KD step cost at p = 0.5.
 
     python bench/bench_step.py [--preset laptop] [--images 3072] [--repeats 5]
-    python bench/bench_step.py --preset cifar100-resnet56-resnet20 --device cuda [--amp on|off]   # GPU check
+    python bench/bench_step.py --preset cifar100-resnet56-resnet20 --device cuda [--precision bf16|fp32]   # GPU check
 
 Ours = ``iakd_core.train.fit`` for one epoch (augmentation off, so both sides see identical batches; validation
-time excluded). Hand = a plain loop: forward, loss, zero_grad, backward, step, with the same bf16 autocast and
+time excluded). Hand = a plain loop: forward, loss, zero_grad, backward, step, with the same precision (bf16 autocast or fp32) and
 channels-last layout as the config. Inputs are random tensors of the preset's shape (CIFAR presets: 3x32x32,
 100 or 10 classes), so no dataset is needed. Best of ``--repeats`` runs (timing noise on a shared 2-core VM is
 about ±5–10 %). Prints the figures, then the goals; exits 1 if a goal is missed. The hand-written IAKD loop has
@@ -30,12 +30,23 @@ from iakd_core.data import DataSplits, TensorDataset  # noqa: E402
 from iakd_core.methods import build_method  # noqa: E402
 from iakd_core.models import build_model  # noqa: E402
 from iakd_core.presets import preset_config  # noqa: E402
-from iakd_core.train import autocast, fit, place  # noqa: E402
+from iakd_core.train import autocast, fit, place, resolve_precision  # noqa: E402
 from iakd_core.units import pair_units, split_units  # noqa: E402
 
 DEVICE = torch.device("cpu")
 SHAPES = {"fashion-mnist": (1, 28, 10), "synthetic": (1, 16, 4), "cifar10": (3, 32, 10),
           "cifar100": (3, 32, 100)}  # channels, side, classes
+
+
+def random_splits(cfg: TrialConfig, images: int) -> DataSplits:
+    """Random tensors of the config's dataset shape (no dataset needed); val = the first 64 train images."""
+    channels, side, classes = SHAPES[cfg.dataset]
+    side = cfg.image_size or side
+    g = torch.Generator().manual_seed(0)
+    train = TensorDataset(torch.randn((images, channels, side, side), generator=g),
+                          torch.randint(0, classes, (images,), generator=g))
+    return DataSplits(train, TensorDataset(train.images[:64], train.labels[:64]), classes, channels,
+                      torch.zeros(channels))
 
 
 def ours(cfg: TrialConfig, data: DataSplits, teacher) -> float:
@@ -60,7 +71,7 @@ def hand(cfg: TrialConfig, data: DataSplits, teacher) -> float:
         x, y = data.train.images[idx].to(DEVICE), data.train.labels[idx].to(DEVICE)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(DEVICE, cfg.amp):
+        with autocast(DEVICE, cfg.precision):
             if cfg.method == "student":
                 loss = F.cross_entropy(student(x), y)
             elif cfg.method == "kd":
@@ -92,26 +103,21 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu or cuda (a GPU check; IAKD/KD configs then use it)")
-    p.add_argument("--amp", choices=("preset", "on", "off"), default="preset",
-                   help="bf16 autocast (CUDA only) as the preset says (CIFAR presets: on), or forced on/off")
+    p.add_argument("--precision", choices=("preset", "auto", "fp32", "bf16"), default="preset",
+                   help="precision as the preset says (default auto: bf16 where the hardware has it), or forced")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     # identical batches on both sides
     plain = dict(epochs=1, crop_padding=0, flip=False, lr_schedule="constant", device=args.device)
-    if args.amp != "preset":
-        plain["amp"] = args.amp == "on"
+    if args.precision != "preset":
+        plain["precision"] = args.precision
 
     def config(method: str, **extra) -> TrialConfig:
         return TrialConfig.from_dict({**preset_config(args.preset, method), **plain, **extra})
 
     base = config("student")
-    channels, side, classes = SHAPES[base.dataset]
-    side = base.image_size or side
-    g = torch.Generator().manual_seed(0)
-    train = TensorDataset(torch.randn((args.images, channels, side, side), generator=g),
-                          torch.randint(0, classes, (args.images,), generator=g))
-    data = DataSplits(train, TensorDataset(train.images[:64], train.labels[:64]), classes, channels,
-                      torch.zeros(channels))
+    data = random_splits(base, args.images)
+    channels, side, classes = data.in_channels, data.train.images.shape[-1], data.num_classes
     torch.manual_seed(1)
     global DEVICE
     DEVICE = torch.device(args.device)
@@ -122,7 +128,7 @@ def main() -> int:
               "have; pick a pair with equal unit widths", file=sys.stderr)
         return 2
     print(f"{args.preset}: {base.teacher} -> {base.student}, {channels}x{side}x{side}, {classes} classes, batch "
-          f"{base.batch_size}, device {DEVICE}, bf16 {base.amp and DEVICE.type == 'cuda'}, channels_last "
+          f"{base.batch_size}, device {DEVICE}, precision {resolve_precision(base.precision, DEVICE)}, channels_last "
           f"{base.channels_last}, {args.images} images x {args.repeats} repeats")
     configs = {"student": base, "kd": config("kd"), "iakd": config("iakd", swap_p0=0.5)}
     rates = {}

@@ -27,6 +27,7 @@ def _f(default: Any, help: str, **checks: Any) -> Any:
 
 METHOD_NAMES = ("student", "kd", "iakd", "fitnet", "at")
 DATASET_NAMES = ("fashion-mnist", "cifar10", "cifar100", "synthetic")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,19 @@ class TrialConfig:
     lr_gamma: float = _f(0.1, "multistep decay factor", lo=0, hi=1)
     # ---- teacher recipe (trained once and cached; see iakd_core.teacher)
     teacher_epochs: int = _f(30, "epochs of the cached teacher's training", lo=1, hi=10_000)
+    teacher_train_size: int | None = _f(None, "images the cached teacher trains on (None: train_size); drawn from "
+                                        "the same seeded pool, so the student's images are a subset and val is "
+                                        "never seen", lo=1)
     teacher_seed: int = _f(0, "seed of the cached teacher's training", lo=0)
     teacher_cache: str = _f("results/teachers", "folder of cached teachers")
     # ---- runtime
     seed: int = _f(0, "seed of initialisation, batch order, augmentation and swap draws", lo=0)
     threads: int | None = _f(None, "torch CPU threads (None: torch's default)", lo=1, hi=1024)
     device: str = _f("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
-    amp: bool = _f(False, "mixed precision: bf16 autocast on CUDA (ignored on CPU, where it is slower)")
-    channels_last: bool = _f(False, "channels-last memory format")
+    precision: str = _f("auto", "fp32, bf16 (autocast), or auto: bf16 where the device computes it natively "
+                        "(CUDA with bf16, CPUs with AVX512-BF16/AMX), else fp32; the manifest records the choice",
+                        choices=PRECISIONS)
+    channels_last: bool = _f(True, "channels-last memory format (measured faster on CPU: bench/README.md)")
     eval_batch_size: int = _f(1024, "batch size for evaluation", lo=1)
     evaluate_test: bool = _f(False, "evaluate on the official test set at the end (final runs only, never tuning)")
     fault: str = _f("none", "harness testing only: 'nan@E' or 'raise@E' breaks the run at epoch E")

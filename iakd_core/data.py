@@ -147,17 +147,20 @@ def _checksum(images: torch.Tensor, labels: torch.Tensor) -> str:
 
 
 # ---- splits ------------------------------------------------------------------------------------------------------
-def split_indices(n: int, val_size: int, train_size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded, disjoint (train, val) indices into the official train set."""
+def split_indices(n: int, val_size: int, train_size: int | None, seed: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded, disjoint (train, val, pool) indices into the official train set: pool = everything but val, train
+    = its first ``train_size`` in the seeded order (so a smaller train set is a subset of a larger one)."""
     if val_size >= n:
         raise DataUnavailableError(f"val_size={val_size} leaves no training images (the train set has {n})")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    val, rest = perm[:val_size], perm[val_size:]
+    val, pool = perm[:val_size], perm[val_size:]
+    train = pool
     if train_size is not None:
-        if train_size > len(rest):
-            raise DataUnavailableError(f"train_size={train_size} exceeds the {len(rest)} images left after val")
-        rest = rest[:train_size]
-    return rest.sort().values, val.sort().values
+        if train_size > len(pool):
+            raise DataUnavailableError(f"train_size={train_size} exceeds the {len(pool)} images left after val")
+        train = pool[:train_size]
+    return train.sort().values, val.sort().values, pool.sort().values
 
 
 def _to_float(images: torch.Tensor, image_size: int | None) -> torch.Tensor:
@@ -172,12 +175,15 @@ def _cached_splits(dataset, data_root, download, train_size, val_size, split_see
     cfg = TrialConfig.from_dict(dict(dataset=dataset, data_root=data_root, download=download, train_size=train_size,
                                      val_size=val_size, split_seed=split_seed, image_size=image_size))
     images, labels, num_classes = _load_raw(cfg, train=True)
-    train_idx, val_idx = split_indices(len(labels), val_size, train_size, split_seed)
+    train_idx, val_idx, pool_idx = split_indices(len(labels), val_size, train_size, split_seed)
     x_train, x_val = _to_float(images[train_idx], image_size), _to_float(images[val_idx], image_size)
-    mean = x_train.mean(dim=(0, 2, 3))
-    std = x_train.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    # normalisation from the whole non-val pool: every train_size (a student's, its teacher's) shares it
+    x_pool = x_train if len(pool_idx) == len(train_idx) else _to_float(images[pool_idx], image_size)
+    mean = x_pool.mean(dim=(0, 2, 3))
+    std = x_pool.std(dim=(0, 2, 3)).clamp_min(1e-6)
     x_train, x_val = ((x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1) for x in (x_train, x_val))
-    identity = dict(name=dataset, official_train=len(labels), train=len(train_idx), val=len(val_idx),
+    identity = dict(name=dataset, classes=num_classes, official_train=len(labels), train=len(train_idx),
+                    val=len(val_idx),
                     split_seed=split_seed, image_size=list(x_train.shape[1:]), checksum=_checksum(images, labels),
                     mean=[round(v, 6) for v in mean.tolist()], std=[round(v, 6) for v in std.tolist()])
     return DataSplits(TensorDataset(x_train.contiguous(), labels[train_idx]),

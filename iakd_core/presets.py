@@ -55,7 +55,7 @@ for _dataset in ("cifar100", "cifar10"):
                        "teacher": _teacher, "student": _student, "epochs": 240, "teacher_epochs": 240,
                        "batch_size": 64, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
                        "lr_schedule": "multistep", "lr_milestones": (150 / 240, 180 / 240, 210 / 240),
-                       "lr_gamma": 0.1, "kd_temperature": 4.0, "amp": True, "channels_last": True},
+                       "lr_gamma": 0.1, "kd_temperature": 4.0},
             "sweep": {"max_epochs": 240, "grace_epochs": 30, "reduction_factor": 2, "concurrency": 4,
                       "cpus_per_trial": 4, "gpus_per_trial": 0.5},
         }

@@ -26,7 +26,7 @@ STUDENT_FIELDS = frozenset({
     "teacher", "student", "method", "units_per_stage", "swap_schedule", "swap_p0", "swap_p1", "swap_step_at",
     "swap_ramp_k", "swap_profile", "swap_mode", "ce_weight", "kd_weight", "kd_temperature", "student_ce_weight",
     "feature_term", "feature_weight", "hint_stage", "epochs", "seed", "teacher_epochs", "teacher_seed",
-    "bn_recalibration_batches",
+    "teacher_train_size", "bn_recalibration_batches",
 })
 
 
@@ -37,7 +37,7 @@ class TeacherCacheError(RuntimeError):
 def teacher_recipe(cfg: TrialConfig) -> TrialConfig:
     """The config that trains ``cfg``'s teacher: the student recipe, on the teacher architecture, CE only."""
     return TrialConfig.from_dict(cfg, method="student", student=cfg.teacher, epochs=cfg.teacher_epochs,
-                                 seed=cfg.teacher_seed, kd_weight=0.0, student_ce_weight=0.0, feature_weight=0.0,
+                                 seed=cfg.teacher_seed, train_size=cfg.teacher_train_size or cfg.train_size, kd_weight=0.0, student_ce_weight=0.0, feature_weight=0.0,
                                  feature_term="none", ce_weight=1.0, evaluate_test=False, fault="none",
                                  bn_recalibration_batches=0)
 
@@ -82,13 +82,15 @@ def load_teacher(cfg: TrialConfig, data: DataSplits) -> tuple[Backbone, dict[str
     return model, meta
 
 
-def train_teacher(cfg: TrialConfig, data: DataSplits, device: torch.device | None = None,
+def train_teacher(cfg: TrialConfig, device: torch.device | None = None,
                   progress=None) -> tuple[Backbone, dict[str, Any]]:
-    """Train the teacher of ``cfg`` with its recipe, evaluate it on val and test, and save it atomically."""
+    """Train the teacher of ``cfg`` with its recipe (on its own train split, ``teacher_train_size``), evaluate it
+    on val and test, and save it atomically."""
     from .methods import build_method
-    from .train import evaluate, fit, pick_device, place
+    from .train import evaluate, fit, pick_device, place, resolve_precision
 
     recipe = teacher_recipe(cfg)
+    data = load_splits(recipe)
     device = device or pick_device(cfg.device)
     torch.manual_seed(recipe.seed)
     model = place(build_model(cfg.teacher, data.num_classes, data.in_channels), device, recipe.channels_last)
@@ -98,6 +100,7 @@ def train_teacher(cfg: TrialConfig, data: DataSplits, device: torch.device | Non
     test = evaluate(model, load_test(recipe, data), recipe, device)
     meta = {"key": teacher_key(cfg), "arch": cfg.teacher, "dataset": data.identity, "recipe": recipe.to_dict(),
             "val_acc": result.history[-1]["val_acc"], "test_acc": test["acc"], "epochs": recipe.epochs,
+            "precision": resolve_precision(recipe.precision, device), "device": str(device),
             "train_seconds": round(time.time() - start, 2), "versions": _versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     path = teacher_path(cfg)
@@ -119,4 +122,4 @@ def get_teacher(cfg: TrialConfig, data: DataSplits | None = None, device: torch.
         cached = load_teacher(cfg, data)
         if cached is not None:
             return (*cached, True)
-        return (*train_teacher(cfg, data, device, progress), False)
+        return (*train_teacher(cfg, device, progress), False)

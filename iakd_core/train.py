@@ -7,10 +7,12 @@ stops a trial by not letting ``report`` return (Ray does that), so no early-stop
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,11 +39,29 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast when ``enabled`` on a CUDA device (no loss scaling needed for bf16). Ignored on CPU: there,
-    bf16 autocast made these convnets ~8x slower (bench/bench_step.py, resnet56 -> resnet20 at 3x32x32: 20 vs
-    172 img/s), so a GPU preset run on a CPU for a check keeps fp32."""
-    if not enabled or device.type != "cuda":
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX). Without it, bf16 autocast is emulated
+    and measured ~8-12x slower than fp32 here (AMD EPYC, AVX2 only: bench/bench_precision.py)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision a run really uses: ``fp32`` or ``bf16`` (``auto`` -> bf16 where the hardware has it)."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on ``device`` when ``precision`` resolves to bf16 (no loss scaling needed), else fp32."""
+    if resolve_precision(precision, device) != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
@@ -66,7 +86,7 @@ def evaluate(model: nn.Module, data: TensorDataset, cfg: TrialConfig, device: to
     for start in range(0, len(data), cfg.eval_batch_size):
         x = _prepare(data.images[start : start + cfg.eval_batch_size], device, cfg.channels_last)
         y = data.labels[start : start + cfg.eval_batch_size].to(device)
-        with autocast(device, cfg.amp):
+        with autocast(device, cfg.precision):
             logits = model(x).float()
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
@@ -92,7 +112,7 @@ def recalibrate_bn(model: nn.Module, data: TensorDataset, batches: int, cfg: Tri
     order = torch.randperm(len(data), generator=generator)
     for k in range(min(batches, -(-len(order) // cfg.batch_size))):
         idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
-        with autocast(device, cfg.amp):
+        with autocast(device, cfg.precision):
             model(_prepare(data.images[idx], device, cfg.channels_last))
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
@@ -144,7 +164,7 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
         lr = opt.param_groups[0]["lr"]
         for x, y in train_batches(data.train, cfg.batch_size, gen, cfg.crop_padding, cfg.flip, fill):
             x, y = _prepare(x, device, cfg.channels_last), y.to(device, non_blocking=True)
-            with autocast(device, cfg.amp):
+            with autocast(device, cfg.precision):
                 logits, terms = method.forward_train(x, y, step / total_steps)
             loss = sum(terms.values())
             if fault_kind == "nan" and epoch == int(fault_epoch):

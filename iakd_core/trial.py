@@ -13,7 +13,7 @@ from .data import load_splits, load_test
 from .methods import build_method
 from .models import build_model
 from .teacher import get_teacher
-from .train import evaluate, fit, pick_device, place
+from .train import evaluate, fit, pick_device, place, resolve_precision
 
 
 def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, Any]], None] | None = None
@@ -45,6 +45,7 @@ def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, 
         "trial_seconds": time.perf_counter() - started,
         "student_params": sum(p.numel() for p in student.parameters()),
         "teacher_val_acc": teacher_meta.get("val_acc"),
+        "device": str(device), "precision": resolve_precision(cfg.precision, device),
     }
     if cfg.evaluate_test:  # final evaluation only: the last-epoch student on the official test set
         final["test_acc"] = evaluate(student, load_test(cfg, data), cfg, device)["acc"]

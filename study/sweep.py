@@ -17,6 +17,7 @@ from ray.tune.search import ConcurrencyLimiter
 from iakd_core.config import TrialConfig
 from iakd_core.data import load_splits
 from iakd_core.teacher import get_teacher
+from iakd_core.train import pick_device, resolve_precision
 
 from .engine import METRIC, FidelityAwareOptunaSearch, Progress, describe, start_ray, tune_trial
 from .records import collect, new_manifest, optuna_states, sweep_resolver, trial_id_and_number, write_json, write_tables
@@ -61,8 +62,13 @@ def prepare(base: dict[str, Any]) -> dict[str, Any]:
     print(f"teacher {cfg.teacher}: val_acc {meta['val_acc']:.2f}% ({'cached' if cached else 'trained'}), "
           f"data {data.identity['name']} train {data.identity['train']} / val {data.identity['val']}",
           file=sys.stderr, flush=True)
+    device = pick_device(cfg.device)
     return {"teacher": {"key": meta["key"], "arch": meta["arch"], "val_acc": meta["val_acc"],
-                        "test_acc": meta["test_acc"], "cached": cached}, "dataset": data.identity}
+                        "test_acc": meta["test_acc"], "cached": cached, "train_size": meta["dataset"]["train"],
+                        "epochs": meta["epochs"], "precision": meta.get("precision")},
+            "dataset": data.identity,
+            "runtime": {"device": str(device), "precision": resolve_precision(cfg.precision, device),
+                        "channels_last": cfg.channels_last}}
 
 
 def run_sweep(run_dir: Path, args: argparse.Namespace, base: dict[str, Any], granularities: list[int],

@@ -67,7 +67,7 @@ def make_sweep(folder, n=12, seed=0, objective="acc"):
     return folder
 
 
-def make_ablation(folder, sweep, deltas, seeds=(1000, 1001, 1002)):
+def make_ablation(folder, sweep, deltas, seeds=(1000, 1001, 1002), teacher_test=80.0, noise=0.2):
     rows = []
     rng = np.random.default_rng(1)
     factor = {"student": "method", "kd": "method", "iakd_best": "method", "iakd_paper_default": "method",
@@ -75,7 +75,7 @@ def make_ablation(folder, sweep, deltas, seeds=(1000, 1001, 1002)):
     for arm, delta in deltas.items():
         for s in seeds:
             rows.append({"trial_id": f"{arm}{s}", "arm": arm, "factor": factor[arm], "seed": s, "status": "COMPLETE",
-                         "test_acc": 70 + delta + rng.normal() * 0.2, "swap_schedule": "linear", "swap_p0": 0.8,
+                         "test_acc": 70 + delta + rng.normal() * noise, "swap_schedule": "linear", "swap_p0": 0.8,
                          "swap_p1": 0.2, "swap_mean_p": 0.5, "units_per_stage": 1, "kd_weight": 0.5,
                          "kd_temperature": 4.0, "student_ce_weight": 0.0, "epochs": 8})
     folder.mkdir(parents=True)
@@ -83,6 +83,7 @@ def make_ablation(folder, sweep, deltas, seeds=(1000, 1001, 1002)):
     (folder / "manifest.json").write_text(json.dumps({
         "kind": "ablation", "source_sweep": str(sweep), "seeds": list(seeds), "arms": {a: {} for a in deltas},
         "base_config": {"dataset": "cifar100", "teacher": "resnet56", "student": "resnet20", "epochs": 240},
+        "teacher": {"arch": "resnet56", "test_acc": teacher_test}, "dataset": {"name": "cifar100", "classes": 10},
         "command": "run_ablation.py x"}))
     return folder
 
@@ -188,3 +189,57 @@ def test_importance_in_a_two_objective_study_is_for_accuracy(tmp_path):
 def test_report_of_a_two_objective_sweep_names_both_objectives(tmp_path):
     text = build_report(load_run(make_sweep(tmp_path / "s", objective="acc+cost")))
     assert "objective val accuracy (max) and training seconds (min), two-objective" in text
+
+
+def test_sensitivity_numbers_match_direct_statsmodels_and_scipy_calls(tmp_path):
+    from statsmodels.stats.power import TTestPower
+
+    from analysis.sensitivity import assess
+    from analysis.stats import minimum_detectable_difference
+
+    seeds = tuple(range(1000, 1005))
+    run = load_run(make_ablation(tmp_path / "a", make_sweep(tmp_path / "s"), ARMS, seeds=seeds))
+    s = assess(run)
+    wide = run.trials.pivot_table(index="seed", columns="arm", values="test_acc")
+    d = (wide["kd"] - wide["student"]).to_numpy()
+    assert s.control["delta"] == pytest.approx(d.mean()) and s.control["n"] == 5
+    assert s.control["p_ttest"] == pytest.approx(stats.ttest_rel(wide["kd"], wide["student"]).pvalue)
+    row = s.detectable.set_index("arm").loc["kd"]
+    effect = TTestPower().solve_power(nobs=5, alpha=0.05, power=0.8, alternative="two-sided")
+    assert row["mde"] == pytest.approx(effect * d.std(ddof=1))
+    lo, hi = stats.t.interval(0.95, 4, loc=d.mean(), scale=stats.sem(d))
+    assert row["ci_halfwidth"] == pytest.approx((hi - lo) / 2)
+    assert minimum_detectable_difference(float("nan"), 5) != minimum_detectable_difference(float("nan"), 5)  # NaN
+    assert s.control_passes and s.warnings == []  # +1.5 points with 0.2 noise, teacher 80 % > student 70 %
+    text = build_report(run)
+    assert "## Can this setting detect an effect?" in text and "**passes**" in text and "Warning" not in text
+
+
+@pytest.mark.parametrize("change,warning", [
+    ({"deltas": {**ARMS, "kd": 0.0}}, "the positive control failed"),
+    ({"teacher_test": 65.0}, "the teacher (65.00 % test) is not better than the student"),
+    ({"deltas": {**ARMS, "iakd_paper_default": -55.0}}, "within 2x chance accuracy (10 %)"),
+])
+def test_sensitivity_warnings_are_repeated_before_any_significance_wording(tmp_path, change, warning):
+    from analysis.sensitivity import assess
+
+    deltas = change.pop("deltas", ARMS)
+    run = load_run(make_ablation(tmp_path / "a", make_sweep(tmp_path / "s"), deltas, **change))
+    s = assess(run)
+    assert any(warning in w for w in s.warnings), s.warnings
+    text = build_report(run)
+    conclusion = text.split("## Conclusion", 1)[1].split("## Table 1", 1)[0]
+    first_warning = conclusion.index("**Warning**")
+    assert warning in conclusion
+    if "significantly better" in conclusion:
+        assert first_warning < conclusion.index("significantly better")
+
+
+def test_conclusion_quotes_the_holm_p_of_table_1(tmp_path):
+    run = load_run(make_ablation(tmp_path / "a", make_sweep(tmp_path / "s"), ARMS))
+    best = table1(run).set_index("method").loc["iakd_best"]
+    text = build_report(run)
+    conclusion = text.split("## Conclusion", 1)[1].split("## Table 1", 1)[0]
+    for ref in ("student", "kd"):
+        p = best[f"p_holm vs {ref}"]
+        assert f"Holm-adjusted p = {float(p):.3f}" in conclusion if p[0].isdigit() else True

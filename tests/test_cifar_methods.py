@@ -79,7 +79,7 @@ def test_one_epoch_of_each_method_on_tiny_synthetic_cifar100(tmp_path_factory, m
     if not (root / "cifar-100-python").exists():
         write_synthetic_cifar100(root)
     cfg = preset_config("cifar100-resnet56-resnet20", method, data_root=str(root), teacher="resnet14",
-                        student="resnet8", val_size=40, epochs=1, teacher_epochs=1, batch_size=32, amp=False,
+                        student="resnet8", val_size=40, epochs=1, teacher_epochs=1, batch_size=32, precision="fp32",
                         channels_last=False, teacher_cache=str(root / "teachers"), **extra)
     seen = []
     metrics = run_trial(cfg, seen.append)

@@ -27,13 +27,16 @@ def test_strings_from_the_command_line_are_coerced():
 
 
 def test_split_is_deterministic_and_disjoint():
-    a_train, a_val = split_indices(1000, 100, 500, seed=3)
-    b_train, b_val = split_indices(1000, 100, 500, seed=3)
+    a_train, a_val, a_pool = split_indices(1000, 100, 500, seed=3)
+    b_train, b_val, _ = split_indices(1000, 100, 500, seed=3)
     assert torch.equal(a_train, b_train) and torch.equal(a_val, b_val)
     assert len(set(a_train.tolist()) & set(a_val.tolist())) == 0
     assert len(a_train) == 500 and len(a_val) == 100
-    c_train, _ = split_indices(1000, 100, 500, seed=4)
+    assert set(a_pool.tolist()) == set(range(1000)) - set(a_val.tolist())
+    c_train, _, _ = split_indices(1000, 100, 500, seed=4)
     assert not torch.equal(a_train, c_train)
+    bigger, same_val, _ = split_indices(1000, 100, 800, seed=3)  # a teacher's larger train set
+    assert set(a_train.tolist()) < set(bigger.tolist()) and torch.equal(same_val, a_val)
 
 
 def test_fashion_mnist_loads_from_the_debian_package(tmp_path):
@@ -42,7 +45,11 @@ def test_fashion_mnist_loads_from_the_debian_package(tmp_path):
     splits = load_splits(cfg)
     assert splits.train.images.shape == (100, 1, 14, 14) and len(splits.val) == 50
     assert splits.num_classes == 10 and splits.identity["official_train"] == 60000
-    assert abs(splits.train.images.mean().item()) < 1e-4  # normalised with the train split's statistics
+    # normalised with the statistics of the whole non-val pool, so any train_size gets the same normalisation
+    larger = load_splits(cfg.replace(train_size=400))
+    assert splits.identity["mean"] == larger.identity["mean"] and splits.identity["std"] == larger.identity["std"]
+    assert torch.equal(splits.val.images, larger.val.images)
+    assert abs(splits.train.images.mean().item()) < 0.2
     assert len(load_test(cfg, splits)) == 10000
 
 

@@ -26,6 +26,19 @@ def test_teacher_key_depends_on_recipe_not_on_student_knobs():
                                                          bn_recalibration_batches=8, kd_weight=0.5))
     assert teacher_key(base) != teacher_key(base.replace(teacher_epochs=9))
     assert teacher_key(base) != teacher_key(base.replace(train_size=100))
+    # the teacher's own train set: explicit teacher_train_size equal to train_size is the same teacher
+    assert teacher_key(base) == teacher_key(base.replace(teacher_train_size=base.train_size))
+    assert teacher_key(base) != teacher_key(base.replace(teacher_train_size=2 * base.train_size))
+    assert teacher_key(base.replace(teacher_train_size=900)) == teacher_key(base.replace(teacher_train_size=900,
+                                                                                         train_size=300))
+
+
+def test_teacher_trains_on_its_own_larger_split(tmp_path):
+    cfg = TrialConfig.from_dict(preset_config("smoke"), teacher_cache=str(tmp_path), teacher_epochs=1,
+                                train_size=128, val_size=64, teacher_train_size=256)
+    _, meta, _ = get_teacher(cfg)
+    assert meta["dataset"]["train"] == 256 and meta["dataset"]["val"] == 64
+    assert meta["precision"] in ("fp32", "bf16") and meta["device"] == "cpu"
 
 
 def test_corrupt_teacher_file_is_a_clear_error_naming_it(tmp_path):

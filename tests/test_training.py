@@ -132,9 +132,25 @@ def test_bn_recalibration_changes_only_the_students_eval_statistics(cfg):
     assert histories[0][0]["val_loss"] != histories[1][0]["val_loss"]  # evaluation sees other statistics
 
 
-def test_amp_is_ignored_on_cpu_so_a_gpu_preset_checked_on_cpu_stays_fp32():
-    from iakd_core.train import autocast
+def test_precision_auto_follows_the_hardware_and_explicit_modes_are_kept(monkeypatch):
+    from iakd_core import train
 
+    cpu = torch.device("cpu")
     layer = torch.nn.Conv2d(3, 4, 3)
-    with autocast(torch.device("cpu"), True):
+    for native, expected in ((False, torch.float32), (True, torch.bfloat16)):
+        monkeypatch.setattr(train, "cpu_has_native_bf16", lambda native=native: native)
+        assert train.resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+        with train.autocast(cpu, "auto"):
+            assert layer(torch.randn(1, 3, 8, 8)).dtype == expected
+        assert train.resolve_precision("fp32", cpu) == "fp32" and train.resolve_precision("bf16", cpu) == "bf16"
+    with train.autocast(cpu, "bf16"):
+        assert layer(torch.randn(1, 3, 8, 8)).dtype == torch.bfloat16
+    with train.autocast(cpu, "fp32"):
         assert layer(torch.randn(1, 3, 8, 8)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_short_run_in_each_precision_trains_and_reports_the_mode_it_used(cfg, precision):
+    metrics = run_trial(cfg.replace(precision=precision, train_size=128, epochs=1))
+    assert metrics["precision"] == precision and metrics["device"] == "cpu"
+    assert 0 <= metrics["val_acc"] <= 100

@@ -1,0 +1,70 @@
+"""Can this setting detect an effect? The positive control, the smallest detectable difference, and the warnings
+a conclusion must repeat. Computed from an ablation run's files (statistics from scipy/statsmodels via stats.py).
+
+* Positive control: KD vs the student alone, from Table 1's family (same Holm-adjusted p as the table). It passes
+  when the 95 % CI of the paired difference lies above 0 and the Holm-adjusted p < α.
+* Minimum detectable paired difference: for each comparison vs the student, the true difference a two-sided
+  paired t-test on the seeds used detects at α = 0.05 with power 0.8, from that comparison's observed standard
+  deviation of paired differences; the 95 % CI half-width is the resolution actually achieved.
+* Warnings: the positive control fails; the teacher is not better than the student (test accuracy); an arm is
+  within 2x chance accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .load import Run
+from .stats import minimum_detectable_difference
+from .tables import ALPHA, POWER, method_comparisons, seed_table
+
+CHANCE_FACTOR = 2.0
+
+
+@dataclass
+class Sensitivity:
+    control: dict | None  # the KD - student row of Table 1's family (None: an arm is missing)
+    control_passes: bool
+    detectable: pd.DataFrame  # arm, n, sd, mde, ci_halfwidth (vs the student)
+    teacher_test_acc: float | None
+    student_test_acc: float | None
+    chance: float | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def assess(run: Run, comparisons: pd.DataFrame | None = None) -> Sensitivity:
+    comparisons = method_comparisons(run) if comparisons is None else comparisons
+    wide = seed_table(run)
+    vs_student = comparisons[comparisons["reference"] == "student"]
+    rows = vs_student[vs_student["arm"] == "kd"]
+    control = rows.iloc[0].to_dict() if len(rows) else None
+    passes = bool(control and control["delta"] > 0 and control["ci_low"] > 0 and control["p_holm"] < ALPHA)
+    detectable = pd.DataFrame({
+        "arm": vs_student["arm"], "n": vs_student["n"], "sd": vs_student["sd"],
+        "mde": [minimum_detectable_difference(sd, n, ALPHA, POWER) for sd, n in zip(vs_student["sd"],
+                                                                                   vs_student["n"], strict=True)],
+        "ci_halfwidth": (vs_student["ci_high"] - vs_student["ci_low"]) / 2})
+    teacher = run.manifest.get("teacher", {}).get("test_acc")
+    student = float(wide["student"].mean()) if "student" in wide else None
+    classes = run.manifest.get("dataset", {}).get("classes")
+    chance = 100.0 / classes if classes else None
+    warnings = []
+    if control is None:
+        warnings.append("no positive control: the ablation lacks the student or the KD arm, so nothing shows that "
+                        "this setting can detect distillation at all")
+    elif not passes:
+        warnings.append(f"the positive control failed: KD vs the student alone is {control['delta']:+.2f} points "
+                        f"(95 % CI [{control['ci_low']:+.2f}, {control['ci_high']:+.2f}], Holm-adjusted p = "
+                        f"{control['p_holm']:.3f}); a setting in which KD is not measurably better than the student "
+                        "cannot support conclusions about IAKD")
+    if teacher is not None and student is not None and teacher <= student:
+        warnings.append(f"the teacher ({teacher:.2f} % test) is not better than the student alone ({student:.2f} %): "
+                        "there is nothing to distil")
+    if chance is not None:
+        low = [f"{arm} ({wide[arm].mean():.1f} %)" for arm in wide if wide[arm].mean() <= CHANCE_FACTOR * chance]
+        if low:
+            warnings.append(f"{', '.join(low)} within {CHANCE_FACTOR:g}x chance accuracy ({chance:.0f} %): such an "
+                            "arm barely learned, and differences against it say little")
+    return Sensitivity(control, passes, detectable, teacher, student, chance, warnings)
