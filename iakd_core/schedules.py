@@ -105,14 +105,17 @@ def bernoulli_mask(probs: torch.Tensor, generator: torch.Generator) -> torch.Ten
 
 
 def exactly_k_mask(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """k units swapped per batch, k = floor(sum p) or +1 so that E[k] = sum p; which units ~ p (no replacement)."""
-    total = float(probs.sum())
-    k = int(total) + int(float(torch.rand((), generator=generator)) < total - int(total))
+    """floor(sum p) or ceil(sum p) units per batch, each unit i swapped with exactly its own probability p_i:
+    systematic sampling (Madow 1949) over a random order of the units. Unit i covers [c_{i-1}, c_i) of the
+    cumulative probabilities; it is chosen when some point u + j (u ~ U[0, 1), j integer) falls in it, which has
+    probability p_i (<= 1); the number of points in [0, sum p) is floor or ceil of sum p."""
+    order = torch.randperm(len(probs), generator=generator)
+    upper = torch.cumsum(probs[order].double(), 0)
+    lower = upper - probs[order].double()
+    u = torch.rand((), generator=generator, dtype=torch.float64)
+    chosen = torch.ceil(upper - u) - torch.ceil(lower - u) > 0
     mask = torch.zeros(probs.shape, dtype=torch.bool)
-    if k > 0:
-        weights = probs if float(probs.sum()) > 0 else torch.ones_like(probs)
-        k = min(k, int((weights > 0).sum()))
-        mask[torch.multinomial(weights, k, replacement=False, generator=generator)] = True
+    mask[order] = chosen
     return mask
 
 

@@ -6,6 +6,7 @@ from iakd_core.config import TrialConfig
 from iakd_core.hybrid import HybridNetwork
 from iakd_core.methods import build_method
 from iakd_core.models import build_model
+from iakd_core.schedules import PROFILES, SWAP_MODES, unit_probabilities
 from iakd_core.units import IncompatiblePairError, pair_units, supported_granularities
 
 
@@ -86,13 +87,19 @@ def test_hybrid_registers_no_teacher_parameters():
     assert {id(p) for p in hybrid.parameters()} == {id(p) for p in student.parameters()}
 
 
-def test_realised_swap_frequency_matches_p_within_binomial_tolerance():
-    hybrid, _, _ = make_hybrid()
+@pytest.mark.parametrize("mode", list(SWAP_MODES))
+@pytest.mark.parametrize("profile", list(PROFILES))
+@pytest.mark.parametrize("p", [0.3, 0.7])
+def test_realised_swap_rate_of_every_unit_matches_its_scheduled_probability(mode, profile, p):
+    teacher, student = pair()
+    teacher.requires_grad_(False).eval()
+    hybrid = HybridNetwork(student, teacher, 2, "constant", {"p0": p}, profile, mode, 0)  # 6 units
+    scheduled = unit_probabilities(p, hybrid.num_units, profile)
     n = 4000
     for _ in range(n):
         hybrid.draw_mask(0.3)
-    for rate in hybrid.realised_rates():
-        assert abs(rate - 0.5) < 4 * (0.25 / n) ** 0.5
+    for unit, (rate, q) in enumerate(zip(hybrid.realised_rates(), scheduled, strict=True)):
+        assert abs(rate - q) <= 4 * (q * (1 - q) / n) ** 0.5 + 1e-12, (unit, rate, q)
 
 
 def test_iakd_wrn_pair_with_adapters_trains_adapters_not_teacher():
