@@ -31,7 +31,8 @@ from iakd_core.presets import preset_config
 from iakd_core.train import autocast, evaluate, fit, place, recalibrate_bn, resolve_precision
 
 CPU = torch.device("cpu")
-MODES = {"fp32": dict(precision="fp32", channels_last=False), "channels_last": dict(precision="fp32", channels_last=True),
+MODES = {"fp32": dict(precision="fp32", channels_last=False),
+         "channels_last": dict(precision="fp32", channels_last=True),
          "bf16": dict(precision="bf16", channels_last=False),
          "channels_last+bf16": dict(precision="bf16", channels_last=True)}
 METHODS = ("student", "kd", "iakd", "fitnet", "at")

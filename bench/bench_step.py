@@ -6,11 +6,11 @@ math on the same tensors, and the IAKD step cost vs the KD step cost at p = 0.5.
     python bench/bench_step.py --preset cifar100-resnet56-resnet20 --device cuda [--precision bf16|fp32]   # GPU check
 
 Ours = ``iakd_core.train.fit`` for one epoch (augmentation off, so both sides see identical batches; validation
-time excluded). Hand = a plain loop: forward, loss, zero_grad, backward, step, with the same precision (bf16 autocast or fp32) and
-channels-last layout as the config. Inputs are random tensors of the preset's shape (CIFAR presets: 3x32x32,
-100 or 10 classes), so no dataset is needed. Best of ``--repeats`` runs (timing noise on a shared 2-core VM is
-about ±5–10 %). Prints the figures, then the goals; exits 1 if a goal is missed. The hand-written IAKD loop has
-no adapters, so pairs whose unit widths differ (wrn_40_2 -> wrn_40_1) are refused.
+time excluded). Hand = a plain loop: forward, loss, zero_grad, backward, step, with the same precision (bf16
+autocast or fp32) and channels-last layout as the config. Inputs are random tensors of the preset's shape
+(CIFAR presets: 3x32x32, 100 or 10 classes), so no dataset is needed. Best of ``--repeats`` runs (timing noise on
+a shared 2-core VM is about ±5–10 %). Prints the figures, then the goals; exits 1 if a goal is missed. The
+hand-written IAKD loop has no adapters, so pairs whose unit widths differ (wrn_40_2 -> wrn_40_1) are refused.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ class TeacherCacheError(RuntimeError):
 def teacher_recipe(cfg: TrialConfig) -> TrialConfig:
     """The config that trains ``cfg``'s teacher: the student recipe, on the teacher architecture, CE only."""
     return TrialConfig.from_dict(cfg, method="student", student=cfg.teacher, epochs=cfg.teacher_epochs,
-                                 seed=cfg.teacher_seed, train_size=cfg.teacher_train_size or cfg.train_size, kd_weight=0.0, student_ce_weight=0.0, feature_weight=0.0,
+                                 seed=cfg.teacher_seed, train_size=cfg.teacher_train_size or cfg.train_size,
+                                 kd_weight=0.0, student_ce_weight=0.0, feature_weight=0.0,
                                  feature_term="none", ce_weight=1.0, evaluate_test=False, fault="none",
                                  bn_recalibration_batches=0)
 

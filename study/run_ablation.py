@@ -29,7 +29,9 @@ from study.run_sweep import OneLineParser, positive_int, writable_dir  # noqa: E
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep", nargs="?", help="the sweep run folder whose best config is ablated")
-    p.add_argument("--seeds", type=positive_int, default=5, help="seeds per arm (default 5: on the laptop preset a paired 95 %% CI is then about ±0.5 points or narrower)")
+    p.add_argument("--seeds", type=positive_int, default=5,
+                   help="seeds per arm (default 5: enough for a paired 95 %% CI of about ±0.5 points on the "
+                   "laptop preset)")
     p.add_argument("--arms", help="comma-separated subset of arms (default: all that apply)")
     p.add_argument("--name", help="run name (default <sweep name>-ablation)")
     p.add_argument("--output-dir", default="results/ablations", help="where run folders go")
