@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -62,10 +63,13 @@ def prepare_fashion_mnist(root: Path) -> Path:
     if all((DEBIAN_FASHION_MNIST / f"{name}.gz").exists() for name in FASHION_FILES):
         raw.mkdir(parents=True, exist_ok=True)
         for name in FASHION_FILES:
-            tmp = raw / f".{name}.tmp"
-            with gzip.open(DEBIAN_FASHION_MNIST / f"{name}.gz") as src, open(tmp, "wb") as dst:
+            if (raw / name).exists():
+                continue
+            # a temporary file of our own, renamed into place: concurrent preparations never share one
+            with gzip.open(DEBIAN_FASHION_MNIST / f"{name}.gz") as src, tempfile.NamedTemporaryFile(
+                    dir=raw, prefix=f".{name}.", suffix=".tmp", delete=False) as dst:
                 shutil.copyfileobj(src, dst)
-            tmp.replace(raw / name)
+            Path(dst.name).replace(raw / name)
     return raw
 
 

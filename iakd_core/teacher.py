@@ -7,6 +7,7 @@ A file that does not load, or whose metadata does not match the key, raises :cla
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -54,6 +55,14 @@ def teacher_path(cfg: TrialConfig) -> Path:
     return Path(cfg.teacher_cache).expanduser().resolve() / f"{cfg.teacher}-{cfg.dataset}-{teacher_key(cfg)}.pt"
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _versions() -> dict[str, str]:
     import torchvision
 
@@ -74,6 +83,9 @@ def load_teacher(cfg: TrialConfig, data: DataSplits) -> tuple[Backbone, dict[str
     if meta.get("key") != teacher_key(cfg) or meta.get("arch") != cfg.teacher:
         raise TeacherCacheError(f"teacher file {path} does not match this recipe (key {meta.get('key')} vs "
                                 f"{teacher_key(cfg)}); delete it to retrain")
+    if meta.get("sha256") != file_sha256(path):
+        raise TeacherCacheError(f"teacher weights {path} do not match the checksum in {meta_path.name} (the file "
+                                "was replaced or edited); delete both files to retrain")
     model = build_model(cfg.teacher, data.num_classes, data.in_channels)
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -108,6 +120,7 @@ def train_teacher(cfg: TrialConfig, device: torch.device | None = None,
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
+    meta["sha256"] = file_sha256(tmp)
     tmp.replace(path)
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     return model.cpu(), meta

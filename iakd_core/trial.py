@@ -14,6 +14,7 @@ from .methods import build_method
 from .models import build_model
 from .teacher import get_teacher
 from .train import evaluate, fit, pick_device, place, resolve_precision
+from .units import check_granularity
 
 
 def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, Any]], None] | None = None
@@ -27,6 +28,8 @@ def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, 
     cfg = TrialConfig.from_dict(config)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    if cfg.method == "iakd":  # an impossible pairing fails now, not after the teacher has been trained
+        check_granularity(cfg.teacher, cfg.student, cfg.units_per_stage)
     device = pick_device(cfg.device)
     data = load_splits(cfg)
     teacher, teacher_meta = None, {}

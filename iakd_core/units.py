@@ -10,12 +10,13 @@ student and never used at evaluation, and they exist only on the side whose widt
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 from torch import nn
 
-from .models import Backbone
+from .models import Backbone, build_model
 
 
 class IncompatiblePairError(ValueError):
@@ -43,6 +44,24 @@ def supported_granularities(teacher: Backbone, student: Backbone) -> list[int]:
         )
     common = set.intersection(*(_divisors(n) for n in t_blocks + s_blocks))
     return sorted(common)
+
+
+@functools.lru_cache(maxsize=64)
+def architecture_granularities(teacher: str, student: str) -> tuple[int, ...]:
+    """``supported_granularities`` of two registered architectures, checked without data: block structure and
+    strides do not depend on the number of classes or input channels. Raises :class:`IncompatiblePairError`."""
+    t, s = build_model(teacher, 10, 3), build_model(student, 10, 3)
+    supported = supported_granularities(t, s)
+    pair_units(t, s, supported[0])  # stride checks
+    return tuple(supported)
+
+
+def check_granularity(teacher: str, student: str, units_per_stage: int) -> None:
+    """Raise :class:`IncompatiblePairError` now (before any training) if the pair cannot be cut this way."""
+    supported = architecture_granularities(teacher, student)
+    if units_per_stage not in supported:
+        raise IncompatiblePairError(f"units_per_stage={units_per_stage} is not possible for {teacher} -> {student} "
+                                    f"(supported: {list(supported)})")
 
 
 def split_units(model: Backbone, units_per_stage: int) -> list[nn.Sequential]:

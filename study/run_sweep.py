@@ -24,9 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python study
 
 from iakd_core.cli import fail  # noqa: E402
 from iakd_core.config import ConfigError, TrialConfig  # noqa: E402
-from iakd_core.models import build_model  # noqa: E402
 from iakd_core.presets import DEFAULT_PRESET, PRESETS, preset_config  # noqa: E402
-from iakd_core.units import IncompatiblePairError, supported_granularities  # noqa: E402
+from iakd_core.units import IncompatiblePairError, architecture_granularities  # noqa: E402
 
 SAMPLERS = ("tpe", "random", "qmc")
 SCHEDULERS = ("asha", "fifo")
@@ -121,9 +120,7 @@ def resolve_setup(args: argparse.Namespace) -> tuple[dict[str, Any], list[int], 
     try:
         base = preset_config(args.preset, "iakd", **overrides)
         cfg = TrialConfig.from_dict(base)
-        teacher = build_model(cfg.teacher, 10, 3)
-        student = build_model(cfg.student, 10, 3)
-        granularities = supported_granularities(teacher, student)
+        granularities = list(architecture_granularities(cfg.teacher, cfg.student))
     except (ConfigError, IncompatiblePairError, ValueError) as err:
         fail(str(err))
     return cfg.to_dict(), granularities, settings

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -67,3 +69,23 @@ def test_random_crop_is_a_shifted_window_of_the_padded_image():
     windows = {tuple(padded[:, i : i + 4, j : j + 4].flatten().tolist()) for i in range(3) for j in range(3)}
     assert all(tuple(o.flatten().tolist()) in windows for o in out)
     assert len({tuple(o.flatten().tolist()) for o in out}) > 3  # offsets vary per sample
+
+
+def _prepare(root: str) -> str:
+    from iakd_core.data import prepare_fashion_mnist
+
+    return str(prepare_fashion_mnist(Path(root)))
+
+
+def test_concurrent_preparations_of_one_fresh_data_root_all_succeed(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from iakd_core.data import DEBIAN_FASHION_MNIST, FASHION_FILES
+
+    if not (DEBIAN_FASHION_MNIST / f"{FASHION_FILES[0]}.gz").exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    with ProcessPoolExecutor(3) as pool:
+        raws = list(pool.map(_prepare, [str(tmp_path)] * 3))
+    raw = Path(raws[0])
+    assert sorted(p.name for p in raw.iterdir()) == sorted(FASHION_FILES)  # no temporary file left behind
+    assert load_splits(TrialConfig.from_dict(data_root=str(tmp_path), train_size=10, val_size=10)).num_classes == 10

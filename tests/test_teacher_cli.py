@@ -50,6 +50,20 @@ def test_corrupt_teacher_file_is_a_clear_error_naming_it(tmp_path):
         get_teacher(cfg)
 
 
+def test_a_swapped_or_edited_teacher_file_is_refused_by_its_checksum(tmp_path):
+    import torch
+
+    cfg = TrialConfig.from_dict(preset_config("smoke"), teacher_cache=str(tmp_path), teacher_epochs=1,
+                                train_size=128, val_size=64)
+    model, meta, _ = get_teacher(cfg)
+    assert len(meta["sha256"]) == 64
+    edited = {k: v.clone() for k, v in model.state_dict().items()}
+    edited["head.fc.bias"] += 1.0  # loads fine (same keys and shapes): only the checksum can tell
+    torch.save(edited, teacher_path(cfg))
+    with pytest.raises(TeacherCacheError, match="do not match the checksum"):
+        get_teacher(cfg)
+
+
 def cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "iakd_core", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=300)
@@ -74,6 +88,12 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, message, teacher_cache):
     out = cli("train", "--teacher-cache", teacher_cache, "--preset", "smoke", "--teacher-epochs", "1", *args)
     assert out.returncode == 2
     assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_an_impossible_granularity_fails_before_any_teacher_is_trained(tmp_path):
+    out = cli("train", "--teacher-cache", str(tmp_path / "teachers"), "--preset", "smoke", "--units-per-stage", "3")
+    assert out.returncode == 2 and "units_per_stage=3 is not possible" in out.stderr, out.stderr
+    assert not (tmp_path / "teachers").exists()
 
 
 def test_cli_help_lists_the_options():
