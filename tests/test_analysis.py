@@ -243,3 +243,10 @@ def test_conclusion_quotes_the_holm_p_of_table_1(tmp_path):
     for ref in ("student", "kd"):
         p = best[f"p_holm vs {ref}"]
         assert f"Holm-adjusted p = {float(p):.3f}" in conclusion if p[0].isdigit() else True
+
+
+def test_report_of_a_one_seed_ablation_renders_without_intervals(tmp_path):
+    run = load_run(make_ablation(tmp_path / "a", make_sweep(tmp_path / "s"), ARMS, seeds=(1000,)))
+    md, _ = write_report(run)
+    assert (tmp_path / "a" / "figures" / "ablation_bars.png").exists()
+    assert "cannot be tested (fewer than 2 paired seeds)" in md.read_text()
