@@ -93,7 +93,6 @@ class TrialConfig:
     channels_last: bool = _f(True, "channels-last memory format (measured faster on CPU: bench/README.md)")
     eval_batch_size: int = _f(1024, "batch size for evaluation", lo=1)
     evaluate_test: bool = _f(False, "evaluate on the official test set at the end (final runs only, never tuning)")
-    fault: str = _f("none", "harness testing only: 'nan@E' or 'raise@E' breaks the run at epoch E")
 
     # ------------------------------------------------------------------------------------------------------------
     @classmethod
@@ -155,10 +154,6 @@ class TrialConfig:
                               "at 1000)")
         if self.ce_weight + self.kd_weight + self.student_ce_weight + self.feature_weight <= 0:
             raise ConfigError("every loss weight is 0: set ce_weight or kd_weight above 0")
-        if not self.fault == "none":
-            kind, _, epoch = self.fault.partition("@")
-            if kind not in ("nan", "raise") or not epoch.isdigit():
-                raise ConfigError(f"fault={self.fault!r}: use 'none', 'nan@E' or 'raise@E' with E an epoch number")
         if any(not 0 < m < 1 for m in self.lr_milestones):
             raise ConfigError(f"lr_milestones={self.lr_milestones}: give fractions of training strictly in (0, 1)")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -204,7 +199,7 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
 
 # Fields that change what a trained network is (everything but runtime/bookkeeping knobs).
 RUNTIME_FIELDS = frozenset(
-    {"data_root", "download", "teacher_cache", "threads", "device", "eval_batch_size", "evaluate_test", "fault"}
+    {"data_root", "download", "teacher_cache", "threads", "device", "eval_batch_size", "evaluate_test"}
 )
 
 

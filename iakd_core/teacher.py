@@ -40,7 +40,7 @@ def teacher_recipe(cfg: TrialConfig) -> TrialConfig:
     return TrialConfig.from_dict(cfg, method="student", student=cfg.teacher, epochs=cfg.teacher_epochs,
                                  seed=cfg.teacher_seed, train_size=cfg.teacher_train_size or cfg.train_size,
                                  kd_weight=0.0, student_ce_weight=0.0, feature_weight=0.0,
-                                 feature_term="none", ce_weight=1.0, evaluate_test=False, fault="none",
+                                 feature_term="none", ce_weight=1.0, evaluate_test=False,
                                  bn_recalibration_batches=0)
 
 

@@ -150,7 +150,6 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
     opt, sched = make_optimizer(method, cfg, cfg.epochs)
     steps = steps_per_epoch(len(data.train), cfg.batch_size)
     total_steps = cfg.epochs * steps
-    fault_kind, _, fault_epoch = cfg.fault.partition("@")
     result = FitResult()
     fill = data.fill
     recal_gen = torch.Generator().manual_seed(cfg.seed + 104729)  # never disturbs the batch order
@@ -167,8 +166,6 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
             with autocast(device, cfg.precision):
                 logits, terms = method.forward_train(x, y, step / total_steps)
             loss = sum(terms.values())
-            if fault_kind == "nan" and epoch == int(fault_epoch):
-                loss = loss * float("nan")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -185,8 +182,6 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
         total = sum(losses.values())
         if not math.isfinite(total):
             raise NonFiniteLossError(f"non-finite training loss {total} at epoch {epoch}")
-        if fault_kind == "raise" and epoch == int(fault_epoch):
-            raise RuntimeError(f"injected fault at epoch {epoch} (fault={cfg.fault!r})")
         recalibrate_bn(method.student, data.train, cfg.bn_recalibration_batches, cfg, device, recal_gen)
         val = evaluate(method.student, data.val, cfg, device)
         metrics = {"epoch": epoch, "loss": total, **losses, "train_acc": 100.0 * int(correct) / seen,

@@ -16,14 +16,19 @@ Arms (all on the same seeds):
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from ray import tune
+import pandas as pd
 
-from iakd_core import run_trial
 from iakd_core.config import TrialConfig
 from iakd_core.presets import METHOD_DEFAULTS
 from iakd_core.schedules import mean_probability
+
+from .ledger import TrialRecord, read_all
+from .progress import Progress
+from .records import epoch_frame, mean_swap_probability, trial_summary
+from .runner import Session, Tables, train_and_report, trial_resources
 
 # Which table each arm belongs to (an arm may serve several; iakd_best is the reference row of every ablation).
 FACTORS = {
@@ -68,28 +73,75 @@ def factor_of(arm: str) -> str:
 
 
 def arm_config(base: dict[str, Any], arms: dict[str, dict[str, Any]], arm: str, seed: int) -> dict[str, Any]:
-    return {**base, **arms[arm], "seed": seed, "evaluate_test": True, "fault": "none"}
+    """The full config of one (arm, seed): the best config with the arm's overrides, evaluated on test once."""
+    return TrialConfig.from_dict({**base, **arms[arm], "seed": seed, "evaluate_test": True}).to_dict()
 
 
-def ablation_trial(config: dict[str, Any], base: dict[str, Any], arms: dict[str, dict[str, Any]]) -> None:
-    """Tune trainable: one (arm, seed); the last report carries the test accuracy."""
-    cfg = arm_config(base, arms, config["arm"], config["seed"])
-    epochs = TrialConfig.from_dict(cfg).epochs
-    last: dict[str, Any] = {}
-
-    def report(metrics: dict[str, Any]) -> None:
-        if metrics["epoch"] < epochs:
-            tune.report(metrics)
-        else:
-            last.update(metrics)
-
-    final = run_trial(cfg, report)
-    tune.report({**last, "test_acc": final["test_acc"], "val_acc_best": final["val_acc_best"]})
+def record_key(arm: str, seed: int) -> str:
+    return f"{arm}-seed{seed}"
 
 
-def ablation_resolver(base: dict[str, Any], arms: dict[str, dict[str, Any]]):
-    def resolve(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        full = TrialConfig.from_dict(arm_config(base, arms, config["arm"], config["seed"])).to_dict()
-        return full, {"arm": config["arm"], "factor": factor_of(config["arm"])}
+def grid(manifest: dict[str, Any]) -> list[tuple[str, int]]:
+    """Every (arm, seed) of the run, arms in table order, all arms on the same seeds."""
+    return [(arm, seed) for arm in manifest["arms"] for seed in manifest["seeds"]]
 
-    return resolve
+
+def ablation_trial(config: dict[str, Any], base: dict[str, Any], arms: dict[str, dict[str, Any]],
+                   run_dir: str) -> None:
+    """Ray Tune trainable: one (arm, seed) point of the grid; its last report carries the test accuracy."""
+    arm, seed = config["point"]["arm"], config["point"]["seed"]
+    train_and_report(arm_config(base, arms, arm, seed), run_dir, record_key(arm, seed))
+
+
+def describe_point(config: dict[str, Any]) -> str:
+    return f"{config['point']['arm']} seed {config['point']['seed']}"
+
+
+class AblationKind:
+    name = "ablation"
+    script = "run_ablation.py"
+
+    def session(self, run_dir: Path, manifest: dict[str, Any], base: dict[str, Any]) -> Session:
+        from ray import tune
+
+        records = read_all(run_dir)
+        todo = [{"arm": a, "seed": s} for a, s in grid(manifest)
+                if not records.get(record_key(a, s), TrialRecord()).finished]
+        done = [records[record_key(a, s)] for a, s in grid(manifest) if record_key(a, s) in records
+                and records[record_key(a, s)].finished]
+        settings = manifest["settings"]
+        trainable = tune.with_resources(
+            tune.with_parameters(ablation_trial, base=base, arms=manifest["arms"], run_dir=str(run_dir)),
+            trial_resources(settings))
+        progress = Progress(manifest["budget"], settings["max_epochs"], describe_point, done=len(done),
+                            failed=sum(r.error is not None for r in done))
+        tune_config = tune.TuneConfig(max_concurrent_trials=settings["concurrency"], reuse_actors=True)
+        return Session(trainable, tune_config, len(todo), progress, param_space={"point": tune.grid_search(todo)})
+
+    def tables(self, run_dir: Path, manifest: dict[str, Any], base: dict[str, Any]) -> Tables:
+        records = read_all(run_dir)
+        rows, frames, configs = [], [], {}
+        for arm, seed in grid(manifest):
+            key = record_key(arm, seed)
+            record = records.get(key, TrialRecord())
+            config = arm_config(manifest["base_config"], manifest["arms"], arm, seed)
+            configs[key] = config
+            status = "COMPLETE" if record.final else "ERROR" if record.error else "INTERRUPTED"
+            row = {"trial_id": key, "arm": arm, "factor": factor_of(arm), "status": status,
+                   "reason": record.error, **trial_summary(record.epochs if status != "INTERRUPTED" else []),
+                   "test_acc": (record.final or {}).get("test_acc", float("nan")),
+                   "swap_mean_p": mean_swap_probability(config), "precision": (record.final or {}).get("precision")}
+            row.update({k: v for k, v in config.items() if k not in row})
+            rows.append(row)
+            if record.epochs and status != "INTERRUPTED":
+                frames.append(epoch_frame("trial_id", key, record.epochs))
+        trials = pd.DataFrame(rows)
+        epochs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["trial_id", "epoch"])
+        return Tables(trials, epochs, complete=bool(len(trials)) and (trials["status"] != "INTERRUPTED").all(),
+                      configs=configs)
+
+    def finish(self, run_dir: Path, manifest: dict[str, Any], tables: Tables) -> list[str]:
+        return []
+
+
+ABLATION = AblationKind()

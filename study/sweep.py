@@ -1,28 +1,37 @@
-"""Run (or resume) a sweep: data and teacher once in the driver, then Ray Tune + Optuna + ASHA, then the files."""
+"""The sweep as a run kind: Optuna (TPE by default) proposes IAKD configurations, Ray Tune runs them, ASHA stops
+weak ones; the Optuna study in the run folder is the record of which trials exist and how they ended.
+
+Each session (study/runner.py) first reconciles the study with the trial records: a trial whose record is final
+but which the study still shows RUNNING (the driver died between the two) is told now, from its record; other
+RUNNING trials were cut short and are re-run under their own number. The session then asks for the rest of the
+budget, its ASHA knowing the rung values of every trial finished before.
+"""
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import optuna
-from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import ConcurrencyLimiter
+import pandas as pd
 
 from iakd_core.config import TrialConfig
-from iakd_core.data import load_splits
-from iakd_core.teacher import get_teacher
-from iakd_core.train import pick_device, resolve_precision
 
-from .engine import METRIC, FidelityAwareOptunaSearch, Progress, describe, start_ray, tune_trial
-from .records import collect, new_manifest, optuna_states, sweep_resolver, trial_id_and_number, write_json, write_tables
-from .run_sweep import parse_faults
-from .space import REFERENCE_POINT, SearchSpace
+from .internals import FidelityAwareOptunaSearch, preload_asha, trial_by_number
+from .ledger import TrialRecord, read_all
+from .progress import Progress
+from .records import epoch_frame, mean_swap_probability, trial_summary, write_json
+from .runner import Session, Tables, train_and_report, trial_resources
+from .space import REFERENCE_POINT, SearchSpace, to_trial_config
+
+METRIC = "val_acc"
+COST = "train_seconds_total"
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+STATUS = {"COMPLETE": "COMPLETE", "PRUNED": "PRUNED", "FAIL": "ERROR", "RUNNING": "INTERRUPTED"}
+
+
+def record_key(number: int) -> str:
+    return f"t{number:04d}"
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -33,151 +42,165 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
 
 
-def faulty_trial(config: dict[str, Any], base: dict[str, Any], faults: dict[int, str]) -> None:
-    """``tune_trial`` with harness-test faults injected by trial index (``--inject-fault``)."""
-    _, index = trial_id_and_number(tune.get_context().get_trial_dir())
-    tune_trial(config, {**base, "fault": faults.get(index, "none")})
+def storage_url(run_dir: Path, manifest: dict[str, Any]) -> str:
+    """The study's storage: a user-given URL, else ``optuna.db`` in *this* run folder (a copy uses its own)."""
+    return manifest.get("storage") or f"sqlite:///{run_dir / 'optuna.db'}"
 
 
-def trainable(base: dict[str, Any], settings: dict[str, Any], faults: dict[int, str]):
-    fn = tune.with_parameters(faulty_trial, base=base, faults=faults) if faults else tune.with_parameters(
-        tune_trial, base=base)
-    resources = {"cpu": settings["cpus_per_trial"]}
-    if settings.get("gpus_per_trial"):
-        resources["gpu"] = settings["gpus_per_trial"]
-    return tune.with_resources(fn, resources)
+def objectives(manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
+    two = manifest["args"].get("objective") == "acc+cost"
+    return ([METRIC, COST], ["max", "min"]) if two else ([METRIC], ["max"])
 
 
-def prepare(base: dict[str, Any]) -> dict[str, Any]:
-    """Load the data and train-or-load the teacher once, in the driver; returns the teacher's metadata."""
-    cfg = TrialConfig.from_dict(base)
-    data = load_splits(cfg)
-    start = time.perf_counter()
-
-    def progress(m: dict[str, Any]) -> None:
-        print(f"teacher {cfg.teacher} epoch {m['epoch']}/{cfg.teacher_epochs}: val_acc {m['val_acc']:.2f}% "
-              f"({time.perf_counter() - start:.0f}s)", file=sys.stderr, flush=True)
-
-    _, meta, cached = get_teacher(cfg, data, progress=progress)
-    print(f"teacher {cfg.teacher}: val_acc {meta['val_acc']:.2f}% ({'cached' if cached else 'trained'}), "
-          f"data {data.identity['name']} train {data.identity['train']} / val {data.identity['val']}",
-          file=sys.stderr, flush=True)
-    device = pick_device(cfg.device)
-    return {"teacher": {"key": meta["key"], "arch": meta["arch"], "val_acc": meta["val_acc"],
-                        "test_acc": meta["test_acc"], "cached": cached, "train_size": meta["dataset"]["train"],
-                        "epochs": meta["epochs"], "precision": meta.get("precision")},
-            "dataset": data.identity,
-            "runtime": {"device": str(device), "precision": resolve_precision(cfg.precision, device),
-                        "channels_last": cfg.channels_last}}
+def create_study(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """The run's study, named, with metric names and the facts a dashboard user needs as study attributes."""
+    metrics, modes = objectives(manifest)
+    study = optuna.create_study(storage=storage_url(run_dir, manifest), study_name=manifest["study_name"],
+                                directions=["maximize" if m == "max" else "minimize" for m in modes])
+    study.set_metric_names(["val_acc" if m == METRIC else "train_seconds" for m in metrics])
+    cfg = manifest["base_config"]
+    for key, value in {"preset": manifest["preset"], "dataset": cfg["dataset"], "teacher": cfg["teacher"],
+                       "student": cfg["student"], "granularities": manifest["granularities"],
+                       "seed": manifest["seed"], "command": manifest["command"]}.items():
+        study.set_user_attr(key, value)
 
 
-def run_sweep(run_dir: Path, args: argparse.Namespace, base: dict[str, Any], granularities: list[int],
-              settings: dict[str, Any]) -> int:
-    run_dir.mkdir(parents=True)
-    storage_url = args.storage or f"sqlite:///{run_dir / 'optuna.db'}"
-    study_name = f"iakd-{run_dir.name}"
-    manifest = new_manifest("sweep", vars(args), base)
-    manifest.update(settings=settings, granularities=granularities, storage=storage_url, study_name=study_name,
-                    preset=args.preset, seed=args.seed, budget=args.budget)
-    write_json(run_dir / "manifest.json", manifest)
-    manifest.update(prepare(base))
-    write_json(run_dir / "manifest.json", manifest)
-
-    start_ray(args.address, num_gpus=None)
-    objective = [METRIC, "train_seconds_total"] if args.objective == "acc+cost" else METRIC
-    modes = ["max", "min"] if args.objective == "acc+cost" else "max"
-    search = FidelityAwareOptunaSearch(
-        space=SearchSpace(granularities, args.search_optimizer), metric=objective, mode=modes,
-        points_to_evaluate=[dict(REFERENCE_POINT)], sampler=make_sampler(args.sampler, args.seed),
-        seed=args.seed, storage=optuna.storages.RDBStorage(storage_url), study_name=study_name,
-        max_epochs=settings["max_epochs"])
-    search = ConcurrencyLimiter(search, max_concurrent=settings["concurrency"], batch=args.deterministic)
-    if args.scheduler == "asha":
-        scheduler = ASHAScheduler(metric=METRIC, mode="max", time_attr="training_iteration",
-                                  max_t=settings["max_epochs"], grace_period=settings["grace_epochs"],
-                                  reduction_factor=settings["reduction_factor"])
-    else:
-        scheduler = FIFOScheduler()
-    tuner = tune.Tuner(
-        trainable(base, settings, parse_faults(args.inject_fault)),
-        tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=args.budget,
-                                    max_concurrent_trials=settings["concurrency"], reuse_actors=True),
-        run_config=tune.RunConfig(name="ray", storage_path=str(run_dir), verbose=0,
-                                  callbacks=[Progress(args.budget, settings["max_epochs"])],
-                                  failure_config=tune.FailureConfig(max_failures=0)),
-    )
-    return finish(run_dir, manifest, tuner, sweep_resolver(base))
+def load_study(run_dir: Path, manifest: dict[str, Any]) -> optuna.Study:
+    return optuna.load_study(study_name=manifest["study_name"], storage=storage_url(run_dir, manifest))
 
 
-def resume_sweep(run_dir: Path, args: argparse.Namespace) -> int:
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    saved = argparse.Namespace(**manifest["args"])
-    start_ray(args.address or saved.address)
-    print(f"resuming {run_dir.name}: budget {manifest['budget']}", file=sys.stderr, flush=True)
-    tuner = tune.Tuner.restore(str(run_dir / "ray"), trainable(manifest["base_config"], manifest["settings"],
-                                                                parse_faults(saved.inject_fault)),
-                               resume_unfinished=True, resume_errored=False, restart_errored=False)
-    manifest.setdefault("resumed", []).append(time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    return finish(run_dir, manifest, tuner, sweep_resolver(manifest["base_config"]))
+def sweep_config(base: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any]:
+    """Base config + sampled parameters -> the trial's full, validated config."""
+    params = {k: v for k, v in sampled.items() if k != "trial_number"}
+    return TrialConfig.from_dict({**base, **to_trial_config(params)}).to_dict()
 
 
-def finish(run_dir: Path, manifest: dict[str, Any], tuner: tune.Tuner, resolve) -> int:
-    """Run the tuner; then (also after an interrupt) write the tables, best config (sweeps) and manifest."""
-    started = time.time()
-    interrupted = False
-    try:
-        grid = tuner.fit()
-    except KeyboardInterrupt:
-        interrupted = True
-        grid = tune.Tuner.restore(str(run_dir / "ray"), lambda config: None).get_results()
-    sweep = manifest["kind"] == "sweep"
-    states = optuna_states(manifest["storage"], manifest["study_name"]) if sweep else None
-    trials, epochs = collect(grid, resolve, manifest["settings"]["max_epochs"], states)
-    write_tables(run_dir, trials, epochs)
-    complete = trials[trials["status"] == "COMPLETE"] if len(trials) else trials
-    if sweep and len(complete):
+def sweep_trial(config: dict[str, Any], base: dict[str, Any], run_dir: str) -> None:
+    """Ray Tune trainable: one sampled configuration, recorded under its Optuna number."""
+    train_and_report(sweep_config(base, config), run_dir, record_key(config["trial_number"]))
+
+
+def reconcile(study: optuna.Study, records: dict[str, TrialRecord], metrics: list[str]) -> list[int]:
+    """Tell the study what finished trials' records say; return the numbers of RUNNING trials to re-run."""
+    adopt = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        record = records.get(record_key(t.number))
+        if record is None or not record.finished:
+            adopt.append(t.number)
+            continue
+        live = trial_by_number(study, t.number)
+        live.set_user_attr("epochs", len(record.epochs))
+        if record.error is not None:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            continue
+        if len(metrics) == 1:
+            for e in record.epochs:
+                live.report(e[METRIC], e["epoch"])
+        last = record.epochs[-1]
+        study.tell(t.number, [last[m] for m in metrics] if len(metrics) > 1 else last[METRIC])
+    return adopt
+
+
+def describe(config: dict[str, Any]) -> str:
+    """A short summary of an IAKD config for progress lines."""
+    c = {k: v for k, v in to_trial_config(config).items() if v is not None and v == v}  # drop None/NaN
+    parts = [f"{c.get('swap_schedule', '?')} p0={c.get('swap_p0', 0):.2f}"]
+    if "swap_p1" in c:
+        parts.append(f"p1={c['swap_p1']:.2f}")
+    parts.append(f"g={c.get('units_per_stage', 1)}")
+    if c.get("kd_weight"):
+        parts.append(f"kd={c['kd_weight']:.2f}")
+    if c.get("student_ce_weight"):
+        parts.append(f"sce={c['student_ce_weight']:.2f}")
+    return " ".join(parts)
+
+
+class SweepKind:
+    name = "sweep"
+    script = "run_sweep.py"
+
+    def session(self, run_dir: Path, manifest: dict[str, Any], base: dict[str, Any]) -> Session:
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+        from ray.tune.search import ConcurrencyLimiter
+
+        args, settings = manifest["args"], manifest["settings"]
+        first = not manifest["sessions"]
+        if first:
+            create_study(run_dir, manifest)
+        study = load_study(run_dir, manifest)
+        metrics, modes = objectives(manifest)
+        records = read_all(run_dir)
+        adopt = reconcile(study, records, metrics)
+        finished = study.get_trials(deepcopy=False, states=FINISHED)
+        search = FidelityAwareOptunaSearch(
+            space=SearchSpace(manifest["granularities"], args["search_optimizer"]),
+            metric=metrics if len(metrics) > 1 else METRIC, mode=modes if len(modes) > 1 else modes[0],
+            points_to_evaluate=[dict(REFERENCE_POINT)] if first else None,
+            sampler=make_sampler(args["sampler"], args["seed"] + len(manifest["sessions"])),
+            seed=args["seed"], storage=optuna.storages.RDBStorage(storage_url(run_dir, manifest)),
+            study_name=manifest["study_name"], max_epochs=settings["max_epochs"], adopt=adopt)
+        if args["scheduler"] == "asha":
+            scheduler = ASHAScheduler(metric=METRIC, mode="max", time_attr="training_iteration",
+                                      max_t=settings["max_epochs"], grace_period=settings["grace_epochs"],
+                                      reduction_factor=settings["reduction_factor"])
+            preload_asha(scheduler, {str(t.number): [e[METRIC] for e in records[record_key(t.number)].epochs]
+                                     for t in finished if record_key(t.number) in records})
+        else:
+            scheduler = FIFOScheduler()
+        complete = [t for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
+        best = max(complete, key=lambda t: t.values[0], default=None)
+        progress = Progress(manifest["budget"], settings["max_epochs"], describe, done=len(finished),
+                            pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
+                            failed=sum(t.state == optuna.trial.TrialState.FAIL for t in finished),
+                            best=(best.values[0], describe(best.params)) if best else None)
+        trainable = tune.with_resources(tune.with_parameters(sweep_trial, base=base, run_dir=str(run_dir)),
+                                        trial_resources(settings))
+        limiter = ConcurrencyLimiter(search, max_concurrent=settings["concurrency"], batch=args["deterministic"])
+        remaining = manifest["budget"] - len(finished)
+        tune_config = tune.TuneConfig(search_alg=limiter, scheduler=scheduler, num_samples=remaining,
+                                      max_concurrent_trials=settings["concurrency"], reuse_actors=True)
+        return Session(trainable, tune_config, remaining, progress)
+
+    def tables(self, run_dir: Path, manifest: dict[str, Any], base: dict[str, Any]) -> Tables:
+        base = manifest["base_config"]  # paths as given: the tables stay true wherever the folder moves
+        study = load_study(run_dir, manifest)
+        records = read_all(run_dir)
+        rows, frames, configs = [], [], {}
+        asked = [t for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING]
+        for t in asked:
+            key = record_key(t.number)
+            record = records.get(key, TrialRecord())
+            config = sweep_config(base, t.params)
+            configs[key] = config
+            status = STATUS[t.state.name]
+            row = {"trial_id": key, "trial_number": t.number, "tune_trial_id": t.user_attrs.get("tune_trial_id"),
+                   "status": status, "reason": record.error if status == "ERROR" else None,
+                   **trial_summary(record.epochs if status != "INTERRUPTED" else []),
+                   "use_kd": bool(t.params.get("use_kd", config["kd_weight"] > 0)),
+                   "use_student_ce": bool(t.params.get("use_student_ce", config["student_ce_weight"] > 0)),
+                   "swap_mean_p": mean_swap_probability(config), "optuna_state": t.state.name,
+                   "precision": (record.final or {}).get("precision")}
+            row.update({k: v for k, v in config.items() if k not in row})
+            rows.append(row)
+            if record.epochs and status != "INTERRUPTED":
+                frames.append(epoch_frame("trial_id", key, record.epochs))
+        trials = pd.DataFrame(rows)
+        epochs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["trial_id", "epoch"])
+        finished = sum(t.state in FINISHED for t in asked)
+        return Tables(trials, epochs, complete=finished == manifest["budget"], configs=configs)
+
+    def finish(self, run_dir: Path, manifest: dict[str, Any], tables: Tables) -> list[str]:
+        t = tables.trials
+        complete = t[t["status"] == "COMPLETE"] if len(t) else t
+        if not len(complete):
+            return ["no COMPLETE trial yet: no best configuration"]
         best = complete.loc[complete["val_acc_last"].idxmax()]
-        best_config = {k: best[k] for k in TrialConfig.__dataclass_fields__ if k in best}
-        write_json(run_dir / "best_config.json", {"trial_id": best["trial_id"], "val_acc": best["val_acc_last"],
-                                                  "config": _plain(best_config)})
-    finished = (len(trials) == manifest["budget"] and not interrupted
-                and not (trials["status"] == "INTERRUPTED").any())
-    if sweep and finished:
-        manifest["orphaned_optuna_trials"] = fail_orphans(manifest["storage"], manifest["study_name"])
-    manifest.update(status="complete" if finished else "interrupted", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    wall_seconds=round(manifest.get("wall_seconds", 0) + time.time() - started, 1),
-                    counts=trials["status"].value_counts().to_dict() if len(trials) else {})
-    write_json(run_dir / "manifest.json", manifest)
-    counts = ", ".join(f"{v} {k.lower()}" for k, v in manifest["counts"].items())
-    print(f"{'done' if finished else 'interrupted'}: {len(trials)}/{manifest['budget']} trials ({counts}) in "
-          f"{manifest['wall_seconds']:.0f}s -> {run_dir}", file=sys.stderr, flush=True)
-    if sweep and len(complete):
-        print(f"best: val_acc {best['val_acc_last']:.2f}% ({describe(best.to_dict())})", file=sys.stderr)
-    if not finished:
-        command = "run_sweep.py" if sweep else "run_ablation.py"
-        print(f"resume with: python study/{command} --resume {run_dir}", file=sys.stderr)
-        return 130
-    return 0
+        write_json(run_dir / "best_config.json", {"trial_number": int(best["trial_number"]),
+                                                  "val_acc": float(best["val_acc_last"]),
+                                                  "config": tables.configs[best["trial_id"]]})
+        return [f"best: val_acc {best['val_acc_last']:.2f}% (trial {int(best['trial_number'])}: "
+                f"{describe(best.to_dict())})"]
 
 
-def fail_orphans(storage_url: str, study_name: str) -> list[int]:
-    """After a hard kill, the study can hold RUNNING trials that Tune's last saved state never knew (asked after
-    it was saved; Tune re-asks for them on resume). Once the budget is finished, mark them FAIL so the study
-    holds no phantom running trials. Returns their numbers."""
-    study = optuna.load_study(study_name=study_name, storage=storage_url)
-    orphans = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for t in orphans:
-        study._storage.set_trial_user_attr(t._trial_id, "orphaned", "asked before a hard kill; re-asked on resume")
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-    return [t.number for t in orphans]
-
-
-def _plain(values: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in values.items():
-        if hasattr(v, "item"):
-            v = v.item()
-        if isinstance(v, float) and v != v:
-            v = None
-        out[k] = v
-    return out
+SWEEP = SweepKind()

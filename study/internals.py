@@ -1,0 +1,98 @@
+"""Every use of a private Ray Tune or Optuna internal, in one place (each pinned by tests/test_internals.py).
+
+Keep ``ray[tune]<2.61`` while these exist (pyproject.toml). Private names used:
+
+* ``OptunaSearch._ot_trials`` / ``._ot_study`` / ``._completed_trials``: the Tune-trial -> Optuna-trial
+  map and the study, which :class:`FidelityAwareOptunaSearch` needs to tell PRUNED / FAIL / COMPLETE itself and to
+  hand a re-run (adopted) Optuna trial to a new Tune trial.
+* ``optuna.Study._storage`` / ``._study_id``: to turn a trial *number* back into a live ``optuna.trial.Trial``
+  (the public API offers ``study.tell(number)`` but no way to ``report`` into an existing trial by number).
+* ``AsyncHyperBandScheduler._brackets`` / ``_Bracket._rungs``: to give a resumed session's ASHA the rung values of
+  the trials finished in earlier sessions, so its stopping decisions match an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import Any
+
+import optuna
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+INTERRUPTED = threading.Event()  # set by the runner's SIGINT/SIGTERM handler (study/runner.py)
+
+
+def trial_by_number(study: optuna.Study, number: int) -> optuna.trial.Trial:
+    """The live ``optuna.trial.Trial`` with this number (to report into or re-run it)."""
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return optuna.trial.Trial(study, trial_id)
+
+
+class FidelityAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that knows about multi-fidelity and interruption.
+
+    * COMPLETE only at full fidelity; trials ASHA stopped are PRUNED (with their learning curve, including the
+      result that made ASHA stop them, which Tune never passes to ``on_trial_result``); crashes are FAIL.
+      Ray's own class tells COMPLETE with the early value, which biases TPE, best-trial and importance.
+    * Trials stopped because the run is being interrupted are told nothing: they stay RUNNING in the study, and
+      the next session re-runs them under the same Optuna number (``adopt``).
+    * The suggested config carries ``trial_number`` (the Optuna number): the one numbering of trials.parquet, the
+      report and optuna-dashboard, and the key of the trial's record (study/ledger.py).
+    """
+
+    def __init__(self, *args: Any, max_epochs: int, adopt: list[int] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_epochs = max_epochs
+        self.adopt = list(adopt or [])
+
+    def suggest(self, trial_id: str):
+        if trial_id not in self._ot_trials and self.adopt:
+            self._ot_trials[trial_id] = trial_by_number(self._ot_study, self.adopt.pop(0))
+        params = super().suggest(trial_id)
+        if params is None:
+            return None
+        ot_trial = self._ot_trials[trial_id]
+        ot_trial.set_user_attr("tune_trial_id", trial_id)
+        return {**params, "trial_number": ot_trial.number}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._ot_trials:
+            super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        if INTERRUPTED.is_set():  # stopped by the interruption, not by ASHA: leave it RUNNING for --resume
+            return
+        ot_trial = self._ot_trials[trial_id]
+        epochs = (result or {}).get("training_iteration", 0)
+        ot_trial.set_user_attr("epochs", epochs)
+        if error:
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            single = not isinstance(self.metric, list)
+            if single and result and self.metric in result:
+                with warnings.catch_warnings():  # Optuna ignores (and warns about) a step reported twice
+                    warnings.simplefilter("ignore")
+                    ot_trial.report(result[self.metric], epochs)
+            if epochs < self.max_epochs:
+                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+            else:
+                values = result[self.metric] if single else [result[m] for m in self.metric]
+                self._ot_study.tell(ot_trial, values)
+        self._completed_trials.add(trial_id)
+
+
+def preload_asha(scheduler: ASHAScheduler, curves: dict[str, list[float]]) -> int:
+    """Record earlier sessions' trials in every rung they reached (``curves``: key -> metric per epoch, epoch 1
+    first), as if this scheduler had seen them. Returns the number of rung entries added."""
+    added = 0
+    for bracket in scheduler._brackets:
+        for milestone, recorded in bracket._rungs:
+            for key, curve in curves.items():
+                if len(curve) >= milestone:
+                    recorded[f"earlier-{key}"] = curve[int(milestone) - 1]
+                    added += 1
+    return added

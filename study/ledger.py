@@ -1,0 +1,77 @@
+"""Per-trial records, written by the trial itself: ``<run>/trials/<key>.jsonl``.
+
+The trainable appends one line per epoch (the metrics it is about to report), then one ``final`` line (or an
+``error`` line) *before* its last report, so a trial that finished has a final line even if the driver is killed
+the next instant. The driver builds ``trials.parquet`` / ``epochs.parquet`` from these records and from the Optuna
+study (sweeps), never from Ray Tune's experiment state: a resumed run reconciles with what really happened.
+Keys: sweeps ``t<optuna number>``, ablations ``<arm>-seed<seed>``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FOLDER = "trials"
+
+
+@dataclass
+class TrialRecord:
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    final: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Trained to the end (``final``) or failed (``error``): nothing left to run."""
+        return self.final is not None or self.error is not None
+
+
+class Recorder:
+    """Writes one trial's record; starting it again (a re-run) starts the record afresh."""
+
+    def __init__(self, run_dir: str | Path, key: str) -> None:
+        self.path = Path(run_dir) / FOLDER / f"{key}.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("")
+
+    def _write(self, kind: str, values: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"kind": kind, **values}, default=_plain) + "\n")
+
+    def epoch(self, metrics: dict[str, Any]) -> None:
+        self._write("epoch", metrics)
+
+    def final(self, metrics: dict[str, Any]) -> None:
+        self._write("final", metrics)
+
+    def error(self, reason: str) -> None:
+        self._write("error", {"reason": reason})
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def read(path: Path) -> TrialRecord:
+    record = TrialRecord()
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:  # a line cut short by a kill
+            continue
+        kind = entry.pop("kind", None)
+        if kind == "epoch":
+            record.epochs.append(entry)
+        elif kind == "final":
+            record.final = entry
+        elif kind == "error":
+            record.error = entry.get("reason")
+    return record
+
+
+def read_all(run_dir: str | Path) -> dict[str, TrialRecord]:
+    folder = Path(run_dir) / FOLDER
+    return {p.stem: read(p) for p in sorted(folder.glob("*.jsonl"))} if folder.is_dir() else {}

@@ -1,0 +1,292 @@
+"""One runner for every kind of run (sweep, ablation): launch or resume a run folder, one Ray Tune session at a
+time, then the result files.
+
+A run folder holds ``manifest.json``, the trial records (``trials/``, study/ledger.py), the Optuna study (sweeps)
+and Tune's session folders (``ray/session-<k>/``). Every launch or ``--resume`` is one *session*: a fresh
+``tune.Tuner`` over the work that is left, computed from the records and the study, never from Tune's saved
+experiment state. Hence:
+
+* after SIGKILL at any moment, ``--resume`` finishes the budget with every trial accounted for once, and a trial
+  whose record says it finished is never trained again;
+* SIGINT and SIGTERM stop the session (exit 130), trials cut short are ``INTERRUPTED`` in the tables and are
+  re-run by ``--resume``; "complete" is decided from the trials, not from ``Tuner.fit`` returning;
+* a run folder is relocatable: the manifest stores paths as given (the study as ``optuna.db`` in the folder), and
+  every session resolves them again, so resuming a copy never touches the original.
+
+A run kind (``study.sweep.SWEEP``, ``study.ablation.ABLATION``) says what a session trains and how its tables
+are built; the runner does the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from iakd_core import run_trial
+from iakd_core.config import TrialConfig
+from iakd_core.data import load_splits
+from iakd_core.teacher import get_teacher
+from iakd_core.train import pick_device, resolve_precision
+
+from .internals import INTERRUPTED
+from .ledger import Recorder
+from .progress import Progress
+from .records import environment, now, write_json, write_tables
+
+
+class RunError(RuntimeError):
+    """A problem the user can fix (bad folder, missing resources); the message says what to do."""
+
+
+@dataclass
+class Session:
+    """What one Tune session runs: ``remaining`` trials of ``trainable`` under ``tune_config``."""
+
+    trainable: Any
+    tune_config: Any
+    remaining: int
+    progress: Progress
+    param_space: dict[str, Any] | None = None
+
+
+@dataclass
+class Tables:
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    complete: bool  # every trial of the budget finished (COMPLETE, PRUNED or ERROR)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # trial key -> full TrialConfig dict
+
+
+class RunKind(Protocol):
+    name: str
+    script: str
+
+    def session(self, run_dir: Path, manifest: dict[str, Any], base: dict[str, Any]) -> Session: ...
+
+    def tables(self, run_dir: Path, manifest: dict[str, Any], base: dict[str, Any]) -> Tables: ...
+
+    def finish(self, run_dir: Path, manifest: dict[str, Any], tables: Tables) -> list[str]: ...
+
+
+# ---- the trainable's side -----------------------------------------------------------------------------------------
+def train_and_report(config: dict[str, Any], run_dir: str, key: str) -> None:
+    """One trial through ``iakd_core.run_trial``: record and report every epoch. The last epoch is reported after
+    the record's final line is written, together with the final metrics (test accuracy when asked)."""
+    from ray import tune
+
+    recorder = Recorder(run_dir, key)
+    epochs = TrialConfig.from_dict(config).epochs
+    running = {"val_acc_best": -math.inf, "train_seconds_total": 0.0}
+    last: dict[str, Any] = {}
+
+    def report(metrics: dict[str, Any]) -> None:
+        running["val_acc_best"] = max(running["val_acc_best"], metrics["val_acc"])
+        running["train_seconds_total"] += metrics["epoch_seconds"]
+        metrics = {**metrics, **running, "timestamp": time.time()}
+        recorder.epoch(metrics)
+        if metrics["epoch"] < epochs:
+            tune.report(metrics)
+        else:
+            last.update(metrics)
+
+    try:
+        final = run_trial(config, report)
+    except Exception as err:
+        recorder.error(one_line(err))
+        raise
+    recorder.final(final)
+    tune.report({**last, **({"test_acc": final["test_acc"]} if "test_acc" in final else {})})
+
+
+def one_line(error: BaseException | str) -> str:
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
+
+
+# ---- the driver's side --------------------------------------------------------------------------------------------
+def resolve_paths(manifest: dict[str, Any], data_root: str | None = None, teacher_cache: str | None = None
+                  ) -> dict[str, Any]:
+    """The base config with this session's absolute paths (Tune runs trials in other working directories)."""
+    base = dict(manifest["base_config"])
+    base["data_root"] = str(Path(data_root or base["data_root"]).expanduser().resolve())
+    base["teacher_cache"] = str(Path(teacher_cache or base["teacher_cache"]).expanduser().resolve())
+    return base
+
+
+def prepare(base: dict[str, Any]) -> dict[str, Any]:
+    """Load the data and train-or-load the teacher once, in the driver (all cores); returns manifest facts."""
+    cfg = TrialConfig.from_dict(base)
+    data = load_splits(cfg)
+    start = time.perf_counter()
+
+    def progress(m: dict[str, Any]) -> None:
+        print(f"teacher {cfg.teacher} epoch {m['epoch']}/{cfg.teacher_epochs}: val_acc {m['val_acc']:.2f}% "
+              f"({time.perf_counter() - start:.0f}s)", file=sys.stderr, flush=True)
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)  # the driver trains the teacher alone: use every core
+    try:
+        _, meta, cached = get_teacher(cfg, data, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+    print(f"teacher {cfg.teacher}: val_acc {meta['val_acc']:.2f}% ({'cached' if cached else 'trained'}), "
+          f"data {data.identity['name']} train {data.identity['train']} / val {data.identity['val']}",
+          file=sys.stderr, flush=True)
+    device = pick_device(cfg.device)
+    return {"teacher": {"key": meta["key"], "arch": meta["arch"], "val_acc": meta["val_acc"],
+                        "test_acc": meta["test_acc"], "cached": cached, "train_size": meta["dataset"]["train"],
+                        "epochs": meta["epochs"], "precision": meta.get("precision")},
+            "dataset": data.identity,
+            "runtime": {"device": str(device), "precision": resolve_precision(cfg.precision, device),
+                        "channels_last": cfg.channels_last}}
+
+
+def start_ray(address: str | None, settings: dict[str, Any]) -> None:
+    """A private, quiet local Ray on this machine (default) or a connection to ``address``; then check that the
+    cluster can hold one trial (CPUs, GPUs), else :class:`RunError`."""
+    import logging
+    import warnings
+
+    import optuna
+    import ray
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    for name in ("ray", "ray.tune", "ray.train"):  # trial errors are recorded in the tables, not dumped here
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Ray tables, only our progress lines
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours (install_signal_handlers) decides what an interrupt is
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        else:
+            temp_dir = os.path.join(tempfile.gettempdir(), f"iakdray{os.getuid()}")  # AF_UNIX paths stay short
+            ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False, _temp_dir=temp_dir,
+                     configure_logging=True, _node_ip_address="127.0.0.1")
+    resources = ray.cluster_resources()
+    cpus, gpus = settings["cpus_per_trial"], settings.get("gpus_per_trial") or 0
+    if resources.get("CPU", 0) < cpus:
+        raise RunError(f"--cpus-per-trial {cpus} but the Ray cluster has {resources.get('CPU', 0):g} CPUs; pass "
+                       f"at most {int(resources.get('CPU', 0))}")
+    if gpus > resources.get("GPU", 0):
+        raise RunError(f"--gpus-per-trial {gpus:g} but the Ray cluster has {resources.get('GPU', 0):g} GPUs; pass "
+                       "--gpus-per-trial 0 (CPU trials), or start Ray on machines with GPUs")
+
+
+def install_signal_handlers() -> None:
+    """SIGINT and SIGTERM both interrupt the session (after ``ray.init``, which replaces a SIGTERM handler)."""
+
+    def interrupt(signum, frame):
+        INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def trial_resources(settings: dict[str, Any]) -> dict[str, float]:
+    resources = {"cpu": settings["cpus_per_trial"]}
+    if settings.get("gpus_per_trial"):
+        resources["gpu"] = settings["gpus_per_trial"]
+    return resources
+
+
+def launch(kind: RunKind, run_dir: Path, manifest: dict[str, Any], address: str | None) -> int:
+    """Create the run folder and run its first session (a folder that fails before any trial is removed)."""
+    run_dir.mkdir(parents=True)
+    manifest = {"kind": kind.name, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), **manifest,
+                "started": now(), "status": "running", "sessions": [], **environment()}
+    write_json(run_dir / "manifest.json", manifest)
+    try:
+        manifest.update(prepare(resolve_paths(manifest)))
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    write_json(run_dir / "manifest.json", manifest)
+    return run_session(kind, run_dir, manifest, address)
+
+
+def resume(kind: RunKind, run_dir: Path, address: str | None, data_root: str | None = None,
+           teacher_cache: str | None = None) -> int:
+    manifest = read_manifest(run_dir, kind.name)
+    prepare(resolve_paths(manifest, data_root, teacher_cache))
+    print(f"resuming {run_dir.name}: budget {manifest['budget']}", file=sys.stderr, flush=True)
+    return run_session(kind, run_dir, manifest, address or manifest.get("address"), data_root, teacher_cache)
+
+
+def read_manifest(run_dir: Path, kind: str) -> dict[str, Any]:
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        raise RunError(f"{run_dir} is not a {kind} run folder (no readable manifest.json); pass a folder that "
+                       f"run_{kind}.py created") from None
+    if manifest.get("kind") != kind:
+        raise RunError(f"{run_dir} is a {manifest.get('kind', 'unknown')} run folder, not a {kind}; resume it with "
+                       f"run_{manifest.get('kind', kind)}.py")
+    return manifest
+
+
+def run_session(kind: RunKind, run_dir: Path, manifest: dict[str, Any], address: str | None,
+                data_root: str | None = None, teacher_cache: str | None = None) -> int:
+    from ray import tune
+
+    base = resolve_paths(manifest, data_root, teacher_cache)
+    start_ray(address, manifest["settings"])
+    install_signal_handlers()
+    session = kind.session(run_dir, manifest, base)
+    number = len(manifest["sessions"])
+    manifest["sessions"].append({"started": now(), "remaining": session.remaining})
+    write_json(run_dir / "manifest.json", manifest)
+    started = time.time()
+    try:
+        if session.remaining > 0:
+            tune.Tuner(session.trainable, param_space=session.param_space, tune_config=session.tune_config,
+                       run_config=tune.RunConfig(name=f"session-{number}", storage_path=str(run_dir / "ray"),
+                                                 verbose=0, callbacks=[session.progress],
+                                                 failure_config=tune.FailureConfig(max_failures=0))).fit()
+    except KeyboardInterrupt:
+        INTERRUPTED.set()
+    if INTERRUPTED.is_set():  # stop the trials still running before their records are read
+        import ray
+
+        ray.shutdown()
+    return finish(kind, run_dir, manifest, base, started)
+
+
+def finish(kind: RunKind, run_dir: Path, manifest: dict[str, Any], base: dict[str, Any], started: float) -> int:
+    tables = kind.tables(run_dir, manifest, base)
+    write_tables(run_dir, tables.trials, tables.epochs)
+    lines = kind.finish(run_dir, manifest, tables)
+    session = manifest["sessions"][-1]
+    session.update(ended=now(), seconds=round(time.time() - started, 1))
+    counts = tables.trials["status"].value_counts().to_dict() if len(tables.trials) else {}
+    manifest.update(status="complete" if tables.complete else "interrupted", ended=now(), counts=counts,
+                    wall_seconds=round(sum(s.get("seconds", 0) for s in manifest["sessions"]), 1))
+    write_json(run_dir / "manifest.json", manifest)
+    text = ", ".join(f"{v} {k.lower()}" for k, v in counts.items())
+    finished = sum(v for k, v in counts.items() if k != "INTERRUPTED")
+    print(f"{'done' if tables.complete else 'interrupted'}: {finished}/{manifest['budget']} trials finished "
+          f"({text}) in {manifest['wall_seconds']:.0f}s -> {run_dir}", file=sys.stderr, flush=True)
+    for line in lines:
+        print(line, file=sys.stderr)
+    if tables.complete:
+        return 0
+    print(f"resume with: python study/{kind.script} --resume {run_dir}", file=sys.stderr, flush=True)
+    return 130
+
