@@ -168,7 +168,8 @@ def source_sweep(run: Run) -> Run | None:
     source = run.manifest.get("source_sweep") if run.kind == "ablation" else None
     if not source:
         return None
-    for candidate in (Path(source), run.path.parent / Path(source).name):
+    # recorded relative to the ablation folder (older runs: absolute); else a sibling of the same name
+    for candidate in (run.path / source, Path(source), run.path.parent / Path(source).name):
         try:
             return load_run(candidate)
         except NotARunError:
@@ -188,6 +189,10 @@ def build_report(run: Run) -> str:
         seeds = run.manifest.get("seeds", [])
         comparisons = method_comparisons(run)
         sensitivity = assess(run, comparisons)
+        if run.manifest.get("source_sweep_status", "complete") != "complete":
+            lines += [f"**The sweep behind this ablation had not finished its budget** (status "
+                      f"{run.manifest['source_sweep_status']!r}); its best configuration may not be the best of "
+                      "the full search (run with --allow-incomplete).", ""]
         lines += sensitivity_section(sensitivity)
         lines += ["## Conclusion", ""] + conclusion(run, comparisons, sensitivity) + [
                   "", "## Table 1 — methods", "",

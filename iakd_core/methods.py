@@ -42,11 +42,15 @@ def freeze(teacher: Backbone) -> Backbone:
 class Method(nn.Module):
     name = "base"
 
-    def __init__(self, cfg: TrialConfig, student: Backbone, teacher: Backbone | None) -> None:
+    def __init__(self, cfg: TrialConfig, student: Backbone, teacher: Backbone | None,
+                 teacher_targets: Backbone | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.student = student
         self.__dict__["teacher"] = None if teacher is None else freeze(teacher)  # deliberately unregistered
+        # the network that computes whole-teacher targets (KD logits, feature hints): the teacher itself, or a
+        # copy of it in another memory layout where that is faster (iakd_core.trial); frozen the same way
+        self.__dict__["teacher_targets"] = self.teacher if teacher_targets is None else freeze(teacher_targets)
         self.feature_term = FeatureTerm(cfg, student, teacher) if cfg.feature_kind != "none" else None
 
     def train(self, mode: bool = True) -> Method:
@@ -61,7 +65,10 @@ class Method(nn.Module):
 
     @torch.no_grad()
     def teacher_outputs(self, x: torch.Tensor, features: bool = False):
-        return self.teacher.features(x) if features else (self.teacher(x), None)
+        teacher = self.teacher_targets
+        if teacher is not self.teacher:
+            x = x.contiguous()
+        return teacher.features(x) if features else (teacher(x), None)
 
     def loss_terms(self, logits, y, x, stage_features=None) -> dict[str, torch.Tensor]:
         """CE, and the KD/feature terms whose weights are > 0 (teacher run only when a term needs it)."""
@@ -112,8 +119,9 @@ class IAKD(Method):
     """Interactive KD: CE on the hybrid (student with randomly swapped-in teacher units), plus optional
     KD between hybrid and teacher logits, CE of an extra student-only pass, and a feature term."""
 
-    def __init__(self, cfg: TrialConfig, student: Backbone, teacher: Backbone) -> None:
-        super().__init__(cfg, student, teacher)
+    def __init__(self, cfg: TrialConfig, student: Backbone, teacher: Backbone,
+                 teacher_targets: Backbone | None = None) -> None:
+        super().__init__(cfg, student, teacher, teacher_targets)
         self.hybrid = HybridNetwork(student, self.teacher, cfg.units_per_stage, cfg.swap_schedule,
                                     cfg.schedule_params(), cfg.swap_profile, cfg.swap_mode, seed=cfg.seed + 7919)
 
@@ -155,7 +163,10 @@ class FeatureTerm(nn.Module):
         return at_loss(student_feats, teacher_feats)
 
 
-def build_method(cfg: TrialConfig, student: Backbone, teacher: Backbone | None) -> Method:
+def build_method(cfg: TrialConfig, student: Backbone, teacher: Backbone | None,
+                 teacher_targets: Backbone | None = None) -> Method:
     if cfg.uses_teacher and teacher is None:
         raise ValueError(f"method {cfg.method!r} needs a teacher")
-    return METHODS[cfg.method](cfg, student, teacher if cfg.uses_teacher else None)
+    if not cfg.uses_teacher:
+        return METHODS[cfg.method](cfg, student, None)
+    return METHODS[cfg.method](cfg, student, teacher, teacher_targets)

@@ -237,8 +237,9 @@ def read_manifest(run_dir: Path, kind: str) -> dict[str, Any]:
         raise RunError(f"{run_dir} is not a {kind} run folder (no readable manifest.json); pass a folder that "
                        f"run_{kind}.py created") from None
     if manifest.get("kind") != kind:
-        raise RunError(f"{run_dir} is a {manifest.get('kind', 'unknown')} run folder, not a {kind}; resume it with "
-                       f"run_{manifest.get('kind', kind)}.py")
+        other = manifest.get("kind", "unknown")
+        raise RunError(f"{run_dir} is not a {kind} run folder (its manifest says kind {other!r}); resume it with "
+                       f"run_{other}.py --resume")
     return manifest
 
 

@@ -1,8 +1,11 @@
-"""sweep (smoke) -> ablation (2 seeds) -> plots -> report, through the real commands on real files."""
+"""sweep (smoke) -> ablation (2 seeds, interrupted once and resumed) -> plots -> report, through the real
+commands on real files."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,16 +26,37 @@ def test_sweep_then_ablation_then_plots_then_report(tmp_path, teacher_cache):
                 "--name", "s", *common)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     bad = run(ROOT / "study/run_ablation.py", tmp_path, "--output-dir", tmp_path)
-    assert bad.returncode == 2 and "not a finished sweep run folder" in bad.stderr
-    abl = run(ROOT / "study/run_ablation.py", tmp_path / "s", "--seeds", "2", "--output-dir", tmp_path, "--name",
-              "a", *common)
-    assert abl.returncode == 0, abl.stderr[-3000:]
+    assert bad.returncode == 2 and "is not a sweep run folder" in bad.stderr
+    bad = run(ROOT / "study/run_sweep.py", "--resume", tmp_path / "s-none")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+    # the ablation, interrupted with SIGTERM after two trials finished, then resumed
+    args = [sys.executable, str(ROOT / "study/run_ablation.py"), str(tmp_path / "s"), "--seeds", "2",
+            "--output-dir", str(tmp_path), "--name", "a", *map(str, common)]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stderr:
+        if line.startswith("[2/"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 130, rest
     run_dir = tmp_path / "a"
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    assert "INTERRUPTED" in set(trials["status"]) and (trials["status"] == "COMPLETE").sum() >= 2
+    finished = {p.name: p.read_bytes() for p in (run_dir / "trials").glob("*.jsonl")
+                if '"kind": "final"' in p.read_text()}
+    bad = run(ROOT / "study/run_sweep.py", "--resume", run_dir)
+    assert bad.returncode == 2 and "is not a sweep run folder (its manifest says kind 'ablation')" in bad.stderr
+    resumed = run(ROOT / "study/run_ablation.py", "--resume", run_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert all((run_dir / "trials" / name).read_bytes() == data for name, data in finished.items())  # not re-run
+
     trials = pd.read_parquet(run_dir / "trials.parquet")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     arms = set(manifest["arms"])
     assert {"student", "kd", "iakd_best", "iakd_paper_default", "no_swap", "granularity_2"} <= arms
-    assert len(trials) == 2 * len(arms) and (trials["status"] == "COMPLETE").all()
+    assert len(trials) == 2 * len(arms) and (trials["status"] == "COMPLETE").all() and trials["trial_id"].is_unique
     assert trials.groupby("arm")["seed"].apply(sorted).map(tuple).nunique() == 1  # every arm on the same seeds
     sweep_seed = json.loads((tmp_path / "s" / "manifest.json").read_text())["seed"]
     assert sweep_seed not in set(trials["seed"])  # fresh seeds only
@@ -47,4 +71,5 @@ def test_sweep_then_ablation_then_plots_then_report(tmp_path, teacher_cache):
     assert report.returncode == 0, report.stderr
     text = (run_dir / "report.md").read_text()
     assert "## Table 1 — methods" in text and "## Conclusion" in text and "best IAKD configuration" in text
+    assert "## Can this setting detect an effect?" in text
     assert (run_dir / "report.html").exists() and (tmp_path / "s" / "figures" / "best_so_far.png").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,41 +20,52 @@ ROOT = Path(__file__).resolve().parent.parent
 SWEEP = [sys.executable, str(ROOT / "study" / "run_sweep.py")]
 
 
+FAULTS = str(ROOT / "tests" / "faults")  # sitecustomize.py: test-only fault injection (see its docstring)
+
+
 def sweep_args(out: Path, teacher_cache: str, name: str, *extra: str) -> list[str]:
     return [*SWEEP, "--preset", "smoke", "--output-dir", str(out), "--teacher-cache", teacher_cache,
             "--data-root", str(ROOT / "data"), "--name", name, *extra]
 
 
-def run(args, timeout=600, **kw):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT, **kw)
+def env(faults: str = "") -> dict[str, str]:
+    extra = {"PYTHONPATH": FAULTS, "IAKD_TEST_FAULTS": faults} if faults else {}
+    return {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def run(args, timeout=600, faults: str = "", **kw):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env(faults), cwd=ROOT, **kw)
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, teacher_cache):
     out = tmp_path_factory.mktemp("sweeps")
-    proc = run(sweep_args(out, teacher_cache, "e2e", "--budget", "7", "--inject-fault", "3:nan@1,4:raise@1"))
+    proc = run(sweep_args(out, teacher_cache, "e2e", "--budget", "7"), faults="2:nan,3:raise")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out / "e2e", proc
 
 
 def test_sweep_writes_the_result_files_with_their_columns(smoke_run):
     run_dir, proc = smoke_run
-    for name in ("trials.parquet", "epochs.parquet", "manifest.json", "best_config.json", "optuna.db"):
+    for name in ("trials.parquet", "epochs.parquet", "schedules.parquet", "manifest.json", "best_config.json",
+                 "optuna.db"):
         assert (run_dir / name).exists(), name
     trials = pd.read_parquet(run_dir / "trials.parquet")
-    assert len(trials) == 7 and trials["trial_id"].is_unique
-    assert {"trial_id", "status", "reason", "epochs", "val_acc_last", "val_acc_best", "train_seconds",
-            "images_per_second", "swap_schedule", "swap_p0", "units_per_stage", "kd_weight", "swap_mean_p",
-            "optuna_number", "optuna_state"} <= set(trials.columns)
+    assert len(trials) == 7 and trials["trial_id"].is_unique and trials["trial_number"].is_unique
+    assert {"trial_id", "trial_number", "status", "reason", "epochs", "val_acc_last", "val_acc_best",
+            "train_seconds", "images_per_second", "swap_schedule", "swap_p0", "units_per_stage", "kd_weight",
+            "swap_mean_p", "optuna_state", "precision"} <= set(trials.columns)
+    assert "fault" not in trials.columns  # no test-only knob in the science or the result files
     epochs = pd.read_parquet(run_dir / "epochs.parquet")
-    assert {"trial_id", "epoch", "val_acc", "swap_rate", "swap_rate_u0", "lr", "loss_ce"} <= set(epochs.columns)
+    assert {"trial_id", "epoch", "val_acc", "swap_rate", "swap_rate_u0", "lr", "loss_ce", "timestamp",
+            "val_acc_best", "train_seconds_total"} <= set(epochs.columns)
     per_trial = epochs.groupby("trial_id")["epoch"].max()
     ok = trials[trials["status"] != "ERROR"].set_index("trial_id")["epochs"]
     assert (per_trial.reindex(ok.index) == ok).all()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["teacher"]["key"] and manifest["dataset"]["checksum"]
     assert manifest["versions"]["ray"] and manifest["machine"]["cpus"] and "run_sweep.py" in manifest["command"]
+    assert manifest["runtime"]["precision"] in ("fp32", "bf16") and manifest["storage"] is None  # relocatable
     assert "7/7 done" in proc.stderr and "best val_acc" in proc.stderr  # the live view
 
 
@@ -61,33 +73,35 @@ def test_statuses_in_the_study_match_the_trials_table(smoke_run):
     run_dir, _ = smoke_run
     trials = pd.read_parquet(run_dir / "trials.parquet")
     study = optuna.load_study(study_name="iakd-e2e", storage=f"sqlite:///{run_dir / 'optuna.db'}")
-    states = {t.user_attrs["tune_trial_id"]: t.state.name for t in study.trials}
     expected = {"COMPLETE": "COMPLETE", "PRUNED": "PRUNED", "ERROR": "FAIL"}
-    assert {r.trial_id: expected[r.status] for r in trials.itertuples()} == states
+    assert {r.trial_number: expected[r.status] for r in trials.itertuples()} == {t.number: t.state.name
+                                                                                 for t in study.trials}
     assert "PRUNED" in set(trials["status"])  # ASHA stopped some trials early
     for t in study.trials:  # a COMPLETE Optuna trial reached full fidelity; PRUNED ones keep their curve
         if t.state.name == "COMPLETE":
-            assert t.user_attrs["epochs"] == 3
+            assert t.user_attrs["epochs"] == 3 and max(t.intermediate_values) == 3  # final value included
         if t.state.name == "PRUNED":
             assert len(t.intermediate_values) == t.user_attrs["epochs"] < 3
+    assert study.metric_names == ["val_acc"] and study.user_attrs["preset"] == "smoke"
 
 
 def test_reference_trial_is_first(smoke_run):
     trials = pd.read_parquet(smoke_run[0] / "trials.parquet")
     first = trials.sort_values("trial_number").iloc[0]
-    assert first["optuna_number"] == 0
+    assert first["trial_number"] == 0
     assert (first["swap_schedule"], first["swap_p0"], first["units_per_stage"], first["kd_weight"],
             first["student_ce_weight"]) == ("constant", 0.5, 1, 0.0, 0.0)
 
 
 def test_failing_and_nan_trials_are_recorded_and_the_rest_complete(smoke_run):
     trials = pd.read_parquet(smoke_run[0] / "trials.parquet").set_index("trial_number")
-    assert trials.loc[3, "status"] == "ERROR" and "non-finite training loss" in trials.loc[3, "reason"]
-    assert trials.loc[4, "status"] == "ERROR" and "injected fault" in trials.loc[4, "reason"]
-    assert (trials.drop(index=[3, 4])["status"] != "ERROR").all()
+    assert trials.loc[2, "status"] == "ERROR" and "non-finite training loss" in trials.loc[2, "reason"]
+    assert trials.loc[3, "status"] == "ERROR" and "injected fault" in trials.loc[3, "reason"]
+    assert (trials.drop(index=[2, 3])["status"] != "ERROR").all()
     best = json.loads((smoke_run[0] / "best_config.json").read_text())
     complete = trials[trials["status"] == "COMPLETE"]
     assert best["val_acc"] == complete["val_acc_last"].max()
+    assert best["config"]["data_root"] == str(ROOT / "data")  # as given: no path resolved on this machine
 
 
 @pytest.mark.parametrize("args,message", [
@@ -96,6 +110,7 @@ def test_failing_and_nan_trials_are_recorded_and_the_rest_complete(smoke_run):
     (["--budget", "2", "--preset", "huge"], "unknown preset"),
     (["--budget", "2", "--dataset", "mnist"], "dataset='mnist' is not one of"),
     (["--budget", "2", "--student", "resnet21"], "unknown architecture"),
+    (["--budget", "2", "--gpus-per-trial", "-1"], "must be 0 or more"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_folder(tmp_path, teacher_cache, args, message):
     proc = run(sweep_args(tmp_path / "out", teacher_cache, "bad", *args), timeout=120)
@@ -104,71 +119,104 @@ def test_bad_input_exits_2_with_one_line_and_no_folder(tmp_path, teacher_cache, 
     assert not (tmp_path / "out").exists()
 
 
-def test_unwritable_output_and_bad_resume_exit_2(tmp_path, teacher_cache):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    if os.access(locked, os.W_OK):  # root ignores permissions: use a path under a regular file instead
-        locked = tmp_path / "file"
-        locked.write_text("x")
-    proc = run(sweep_args(locked / "sub", teacher_cache, "x", "--budget", "2"), timeout=120)
-    assert proc.returncode == 2 and "cannot write" in proc.stderr, proc.stderr
+def test_unwritable_output_bad_resume_and_missing_gpus_exit_2_with_one_line(tmp_path, teacher_cache):
+    for out in (Path("/proc/nope"), tmp_path / "file" / "sub"):  # root can "access" /proc: only a probe file tells
+        (tmp_path / "file").write_text("x")
+        proc = run(sweep_args(out, teacher_cache, "x", "--budget", "2"), timeout=120)
+        assert proc.returncode == 2 and "cannot write" in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     proc = run([*SWEEP, "--resume", str(tmp_path)], timeout=120)
     assert proc.returncode == 2 and "is not a sweep run folder" in proc.stderr, proc.stderr
+    proc = run(sweep_args(tmp_path, teacher_cache, "gpu", "--budget", "2", "--gpus-per-trial", "1"), timeout=180)
+    assert proc.returncode == 2 and "--gpus-per-trial 0" in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error:"), proc.stderr
 
 
-def stop_after_two_trials(tmp_path, teacher_cache, name: str, stop) -> tuple[subprocess.Popen, str]:
-    """Start a 5-trial serial sweep; call ``stop(proc)`` once the second trial has finished. Returns the process
-    and the stderr read so far."""
-    args = sweep_args(tmp_path, teacher_cache, name, "--budget", "5", "--concurrency", "1", "--scheduler", "fifo")
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
-    lines = []
+def start(args, faults: str = "") -> subprocess.Popen:
+    return subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT,
+                            env=env(faults), start_new_session=True)
+
+
+def read_until(proc: subprocess.Popen, predicate) -> str:
+    seen = []
     for line in proc.stderr:
-        lines.append(line)
-        if line.startswith("[2/5 done"):
-            stop(proc)
-            break
-    return proc, "".join(lines)
+        seen.append(line)
+        if predicate(line):
+            return "".join(seen)
+    raise AssertionError("the sweep ended before the moment to stop it:\n" + "".join(seen)[-3000:])
 
 
-def resume_and_load(run_dir: Path) -> tuple[pd.DataFrame, optuna.Study]:
-    """``--resume`` the run; every one of the 5 trials must then be COMPLETE exactly once."""
+def finished_records(run_dir: Path) -> dict[str, bytes]:
+    """The record files of trials the study shows finished (their bytes: a re-run would rewrite them)."""
+    study = optuna.load_study(study_name=f"iakd-{run_dir.name}", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    done = [t.number for t in study.trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL")]
+    return {f"t{n:04d}": (run_dir / "trials" / f"t{n:04d}.jsonl").read_bytes() for n in done}
+
+
+def check_accounted_once(run_dir: Path, budget: int) -> pd.DataFrame:
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    study = optuna.load_study(study_name=f"iakd-{run_dir.name}", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    assert len(trials) == budget and trials["trial_number"].is_unique
+    expected = {"COMPLETE": "COMPLETE", "PRUNED": "PRUNED", "ERROR": "FAIL"}
+    assert {r.trial_number: expected[r.status] for r in trials.itertuples()} == {t.number: t.state.name
+                                                                                 for t in study.trials}
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
+    return trials
+
+
+def test_hard_kills_at_awkward_moments_then_resume_accounts_for_every_trial_once(tmp_path, teacher_cache):
+    """Default concurrency (2) and ASHA: SIGKILL the process group right after a trial finishes, resume, SIGKILL
+    again in the middle of a trial, resume, SIGTERM, resume to the end. Every trial of the budget is in the table
+    and the study exactly once, in agreement, and a trial finished before a kill is never trained again."""
+    budget, run_dir = 8, tmp_path / "killed"
+    proc = start(sweep_args(tmp_path, teacher_cache, "killed", "--budget", str(budget)))
+    read_until(proc, lambda line: line.startswith("[1/"))  # the instant a trial is recorded as finished
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    for stop in ("mid-trial kill", "sigterm"):
+        before = finished_records(run_dir)
+        proc = start([*SWEEP, "--resume", str(run_dir)])
+        seen = read_until(proc, lambda line: " running |" in line and not line.startswith("[0/"))
+        if stop == "mid-trial kill":
+            time.sleep(1.5)  # inside the next trials' epochs
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+        else:
+            proc.send_signal(signal.SIGTERM)
+            rest = proc.communicate(timeout=300)[1]
+            assert proc.returncode == 130, seen + rest
+            assert "resume with:" in rest and "Traceback" not in rest, rest
+            assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
+        after = finished_records(run_dir)
+        assert all(after[k] == v for k, v in before.items()), "a finished trial was trained again"
+    before = finished_records(run_dir)
     done = run([*SWEEP, "--resume", str(run_dir)])
     assert done.returncode == 0, done.stderr[-3000:]
-    trials = pd.read_parquet(run_dir / "trials.parquet")
-    assert len(trials) == 5 and trials["trial_id"].is_unique and (trials["status"] == "COMPLETE").all()
-    study = optuna.load_study(study_name=f"iakd-{run_dir.name}", storage=f"sqlite:///{run_dir / 'optuna.db'}")
-    return trials, study
+    assert all(finished_records(run_dir)[k] == v for k, v in before.items())
+    check_accounted_once(run_dir, budget)
 
 
-def test_resume_after_an_interrupt_completes_the_budget_without_duplicates(tmp_path, teacher_cache):
-    proc, seen = stop_after_two_trials(tmp_path, teacher_cache, "resume", lambda p: p.send_signal(signal.SIGINT))
-    rest, _ = proc.communicate(timeout=300)
+def test_sigint_near_the_end_is_no_false_success_and_a_copy_resumes_without_touching_the_original(
+        tmp_path, teacher_cache):
+    proc = start(sweep_args(tmp_path, teacher_cache, "intr", "--budget", "3"))
+    seen = read_until(proc, lambda line: line.startswith("[1/3 done"))
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=300)[1]
     assert proc.returncode == 130, seen + rest
-    run_dir = tmp_path / "resume"
-    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
-    trials, study = resume_and_load(run_dir)
-    assert sorted(t.user_attrs["tune_trial_id"] for t in study.trials) == sorted(trials["trial_id"])
-    assert all(t.state.name == "COMPLETE" for t in study.trials)
-
-
-def hard_kill(proc: subprocess.Popen) -> None:
-    time.sleep(3)  # let the experiment state reach the disk (saved every 2 s)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
-
-
-def test_resume_after_a_hard_kill_accounts_for_every_trial_once(tmp_path, teacher_cache):
-    proc, _ = stop_after_two_trials(tmp_path, teacher_cache, "killed", hard_kill)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
-    run_dir = tmp_path / "killed"
-    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "running"
-    trials, study = resume_and_load(run_dir)
-    by_tune_id = {t.user_attrs["tune_trial_id"]: t.state.name for t in study.trials
-                  if t.state.name != "FAIL" or "orphaned" not in t.user_attrs}
-    assert by_tune_id == {tid: "COMPLETE" for tid in trials["trial_id"]}
-    assert all(t.state.name != "RUNNING" for t in study.trials)
+    run_dir = tmp_path / "intr"
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    assert "INTERRUPTED" in set(trials["status"]) and json.loads(
+        (run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    study = optuna.load_study(study_name="iakd-intr", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    original = [(t.number, t.state.name) for t in study.trials]
+    assert "RUNNING" in {s for _, s in original}  # interrupted trials are left to be re-run, not told anything
+    copy = tmp_path / "moved" / "intr"
+    shutil.copytree(run_dir, copy)
+    done = run([*SWEEP, "--resume", str(copy)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    check_accounted_once(copy, 3)
+    study = optuna.load_study(study_name="iakd-intr", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    assert [(t.number, t.state.name) for t in study.trials] == original  # the original is untouched
 
 
 def test_deterministic_mode_repeats_exactly(tmp_path, teacher_cache):
@@ -177,7 +225,7 @@ def test_deterministic_mode_repeats_exactly(tmp_path, teacher_cache):
         proc = run(sweep_args(tmp_path, teacher_cache, name, "--budget", "3", "--deterministic", "--seed", "5"))
         assert proc.returncode == 0, proc.stderr[-3000:]
         t = pd.read_parquet(tmp_path / name / "trials.parquet")
-        tables.append(t.drop(columns=["trial_id", "train_seconds", "eval_seconds", "images_per_second"]))
+        tables.append(t.drop(columns=["tune_trial_id", "train_seconds", "eval_seconds", "images_per_second"]))
     pd.testing.assert_frame_equal(tables[0], tables[1])
 
 
@@ -185,13 +233,13 @@ def test_two_objective_sweep_records_accuracy_and_cost_and_plots_the_front(tmp_p
     proc = run(sweep_args(tmp_path, teacher_cache, "mo", "--budget", "3", "--objective", "acc+cost"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "mo"
-    trials = pd.read_parquet(run_dir / "trials.parquet").set_index("trial_id")
+    trials = pd.read_parquet(run_dir / "trials.parquet")
     study = optuna.load_study(study_name="iakd-mo", storage=f"sqlite:///{run_dir / 'optuna.db'}")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert complete, proc.stderr[-2000:]
     for t in complete:  # (val accuracy, training seconds) of the full-fidelity run, as in the tables
-        row = trials.loc[t.user_attrs["tune_trial_id"]]
+        row = trials.set_index("trial_number").loc[t.number]
         assert t.values[0] == pytest.approx(row["val_acc_last"])
         assert t.values[1] == pytest.approx(row["train_seconds"]) and t.values[1] > 0
     for t in study.trials:

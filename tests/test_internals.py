@@ -1,0 +1,71 @@
+"""One test per private Ray Tune / Optuna internal the harness uses (study/internals.py): if an upgrade moves
+one, these fail first and say which."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from ray.tune.schedulers import ASHAScheduler
+
+from study.internals import INTERRUPTED, FidelityAwareOptunaSearch, preload_asha, trial_by_number
+
+
+def space(trial) -> None:
+    trial.suggest_float("x", 0.0, 1.0)
+
+
+@pytest.fixture
+def study(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'o.db'}", direction="maximize")
+
+
+def searcher(study, tmp_path, **kw):
+    return FidelityAwareOptunaSearch(space=space, metric="val_acc", mode="max", study_name="s",
+                                     storage=optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}"),
+                                     max_epochs=3, **kw)
+
+
+def test_trial_by_number_reaches_the_live_trial(study):
+    study.ask()
+    second = study.ask()
+    live = trial_by_number(study, second.number)
+    live.report(0.5, 1)
+    assert study.trials[1].intermediate_values == {1: 0.5} and live.number == 1
+
+
+def test_searcher_adopts_a_running_trial_under_its_number_and_tells_each_outcome(study, tmp_path):
+    orphan = study.ask()
+    orphan.suggest_float("x", 0.0, 1.0)
+    s = searcher(study, tmp_path, adopt=[orphan.number])
+    first = s.suggest("tune-a")
+    assert first["trial_number"] == orphan.number and first["x"] == orphan.params["x"]  # re-run, same point
+    second = s.suggest("tune-b")
+    assert second["trial_number"] == 1
+    s.on_trial_result("tune-a", {"val_acc": 10.0, "training_iteration": 1})
+    s.on_trial_complete("tune-a", {"val_acc": 30.0, "training_iteration": 3})  # full fidelity
+    s.on_trial_complete("tune-b", {"val_acc": 5.0, "training_iteration": 1})  # ASHA stopped it
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states == {0: "COMPLETE", 1: "PRUNED"}
+    assert study.trials[0].intermediate_values == {1: 10.0, 3: 30.0}  # the final value is reported too
+    assert study.trials[0].user_attrs["tune_trial_id"] == "tune-a"
+
+
+def test_trials_stopped_by_an_interruption_stay_running(study, tmp_path):
+    s = searcher(study, tmp_path)
+    s.suggest("tune-a")
+    INTERRUPTED.set()
+    try:
+        s.on_trial_complete("tune-a", {"val_acc": 5.0, "training_iteration": 1})
+    finally:
+        INTERRUPTED.clear()
+    assert study.trials[0].state.name == "RUNNING"
+
+
+def test_preload_asha_fills_every_rung_an_earlier_trial_reached():
+    scheduler = ASHAScheduler(metric="val_acc", mode="max", time_attr="training_iteration", max_t=9,
+                              grace_period=1, reduction_factor=3)
+    added = preload_asha(scheduler, {"0": [1.0, 2.0, 3.0], "1": [4.0]})
+    rungs = {int(m): recorded for m, recorded in scheduler._brackets[0]._rungs}
+    assert rungs[1] == {"earlier-0": 1.0, "earlier-1": 4.0} and rungs[3] == {"earlier-0": 3.0}
+    assert added == 3
