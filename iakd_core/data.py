@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import pickle
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -102,6 +103,9 @@ def _load_raw(cfg: TrialConfig, train: bool) -> tuple[torch.Tensor, torch.Tensor
         except (RuntimeError, OSError) as err:
             raise _missing(cfg.dataset.upper(), root, f"put the extracted {folder}/ folder in {root} "
                            "(from the official tarball), or pass --download when online") from err
+        except (KeyError, ValueError, EOFError, pickle.UnpicklingError) as err:
+            raise DataUnavailableError(f"{root / folder} holds a file that is not a CIFAR pickle "
+                                       f"({type(err).__name__}: {err}); extract the official tarball again") from None
         images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
         return images, torch.tensor(ds.targets, dtype=torch.long), len(ds.classes)
     raise DataUnavailableError(f"unknown dataset {cfg.dataset!r}")

@@ -176,7 +176,7 @@ def start_ray(address: str | None, settings: dict[str, Any]) -> None:
         else:
             temp_dir = os.path.join(tempfile.gettempdir(), f"iakdray{os.getuid()}")  # AF_UNIX paths stay short
             ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False, _temp_dir=temp_dir,
-                     configure_logging=True, _node_ip_address="127.0.0.1")
+                     configure_logging=True)
     resources = ray.cluster_resources()
     cpus, gpus = settings["cpus_per_trial"], settings.get("gpus_per_trial") or 0
     if resources.get("CPU", 0) < cpus:
@@ -191,6 +191,9 @@ def install_signal_handlers() -> None:
     """SIGINT and SIGTERM both interrupt the session (after ``ray.init``, which replaces a SIGTERM handler)."""
 
     def interrupt(signum, frame):
+        if INTERRUPTED.is_set():  # a second signal while the tables are being written: let them finish
+            print("stopping: writing the tables", file=sys.stderr, flush=True)
+            return
         INTERRUPTED.set()
         raise KeyboardInterrupt
 
@@ -206,7 +209,10 @@ def trial_resources(settings: dict[str, Any]) -> dict[str, float]:
 
 
 def launch(kind: RunKind, run_dir: Path, manifest: dict[str, Any], address: str | None) -> int:
-    """Create the run folder and run its first session (a folder that fails before any trial is removed)."""
+    """Create the run folder and run its first session (a folder that fails before any trial is removed). Ray
+    starts first, so a cluster that cannot hold a trial is reported before anything is written or trained."""
+    start_ray(address, manifest["settings"])
+    install_signal_handlers()
     run_dir.mkdir(parents=True)
     manifest = {"kind": kind.name, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), **manifest,
                 "started": now(), "status": "running", "sessions": [], **environment()}
@@ -219,15 +225,17 @@ def launch(kind: RunKind, run_dir: Path, manifest: dict[str, Any], address: str 
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     write_json(run_dir / "manifest.json", manifest)
-    return run_session(kind, run_dir, manifest, address)
+    return run_session(kind, run_dir, manifest)
 
 
 def resume(kind: RunKind, run_dir: Path, address: str | None, data_root: str | None = None,
            teacher_cache: str | None = None) -> int:
     manifest = read_manifest(run_dir, kind.name)
+    start_ray(address or manifest.get("address"), manifest["settings"])
+    install_signal_handlers()
     prepare(resolve_paths(manifest, data_root, teacher_cache))
     print(f"resuming {run_dir.name}: budget {manifest['budget']}", file=sys.stderr, flush=True)
-    return run_session(kind, run_dir, manifest, address or manifest.get("address"), data_root, teacher_cache)
+    return run_session(kind, run_dir, manifest, data_root, teacher_cache)
 
 
 def read_manifest(run_dir: Path, kind: str) -> dict[str, Any]:
@@ -243,13 +251,11 @@ def read_manifest(run_dir: Path, kind: str) -> dict[str, Any]:
     return manifest
 
 
-def run_session(kind: RunKind, run_dir: Path, manifest: dict[str, Any], address: str | None,
-                data_root: str | None = None, teacher_cache: str | None = None) -> int:
+def run_session(kind: RunKind, run_dir: Path, manifest: dict[str, Any], data_root: str | None = None,
+                teacher_cache: str | None = None) -> int:
     from ray import tune
 
     base = resolve_paths(manifest, data_root, teacher_cache)
-    start_ray(address, manifest["settings"])
-    install_signal_handlers()
     session = kind.session(run_dir, manifest, base)
     number = len(manifest["sessions"])
     manifest["sessions"].append({"started": now(), "remaining": session.remaining})

@@ -51,6 +51,16 @@ def test_synthetic_cifar100_round_trip_through_the_real_loader(tmp_path):
 
 
 @pytest.mark.parametrize("teacher,student", PUBLISHED_PAIRS)
+def test_a_malformed_cifar_pickle_is_a_clear_error(tmp_path):
+    from iakd_core.data import DataUnavailableError
+
+    write_synthetic_cifar100(tmp_path)
+    with open(tmp_path / "cifar-100-python" / "train", "wb") as f:
+        pickle.dump({"images": [], "labels": []}, f)  # the right file, the wrong layout
+    with pytest.raises(DataUnavailableError, match="not a CIFAR pickle"):
+        load_splits(TrialConfig.from_dict(dataset="cifar100", data_root=str(tmp_path), val_size=40))
+
+
 def test_every_published_pair_builds_and_runs_a_hybrid_step_at_each_granularity(teacher, student):
     preset = PRESETS[f"cifar100-{teacher}-{student}"]
     assert preset["config"]["epochs"] == 240 and preset["config"]["lr_milestones"] == (0.625, 0.75, 0.875)
