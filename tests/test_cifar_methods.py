@@ -50,7 +50,6 @@ def test_synthetic_cifar100_round_trip_through_the_real_loader(tmp_path):
     assert red.tolist() == [2 * y for y in written["test"][1]]
 
 
-@pytest.mark.parametrize("teacher,student", PUBLISHED_PAIRS)
 def test_a_malformed_cifar_pickle_is_a_clear_error(tmp_path):
     from iakd_core.data import DataUnavailableError
 
@@ -61,6 +60,7 @@ def test_a_malformed_cifar_pickle_is_a_clear_error(tmp_path):
         load_splits(TrialConfig.from_dict(dataset="cifar100", data_root=str(tmp_path), val_size=40))
 
 
+@pytest.mark.parametrize("teacher,student", PUBLISHED_PAIRS)
 def test_every_published_pair_builds_and_runs_a_hybrid_step_at_each_granularity(teacher, student):
     preset = PRESETS[f"cifar100-{teacher}-{student}"]
     assert preset["config"]["epochs"] == 240 and preset["config"]["lr_milestones"] == (0.625, 0.75, 0.875)
