@@ -19,15 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from iakd_core.config import TrialConfig
 from iakd_core.presets import METHOD_DEFAULTS
 from iakd_core.schedules import mean_probability
 
 from .ledger import TrialRecord, read_all
 from .progress import Progress
-from .records import epoch_frame, mean_swap_probability, trial_summary
+from .records import result_tables, trial_row
 from .runner import Session, Tables, train_and_report, trial_resources
 
 # Which table each arm belongs to (an arm may serve several; iakd_best is the reference row of every ablation).
@@ -120,23 +118,15 @@ class AblationKind:
 
     def tables(self, run_dir: Path, manifest: dict[str, Any], base: dict[str, Any]) -> Tables:
         records = read_all(run_dir)
-        rows, frames, configs = [], [], {}
+        rows, configs = [], {}
         for arm, seed in grid(manifest):
             key = record_key(arm, seed)
             record = records.get(key, TrialRecord())
-            config = arm_config(manifest["base_config"], manifest["arms"], arm, seed)
-            configs[key] = config
+            configs[key] = config = arm_config(manifest["base_config"], manifest["arms"], arm, seed)
             status = "COMPLETE" if record.final else "ERROR" if record.error else "INTERRUPTED"
-            row = {"trial_id": key, "arm": arm, "factor": factor_of(arm), "status": status,
-                   "reason": record.error, **trial_summary(record.epochs if status != "INTERRUPTED" else []),
-                   "test_acc": (record.final or {}).get("test_acc", float("nan")),
-                   "swap_mean_p": mean_swap_probability(config), "precision": (record.final or {}).get("precision")}
-            row.update({k: v for k, v in config.items() if k not in row})
-            rows.append(row)
-            if record.epochs and status != "INTERRUPTED":
-                frames.append(epoch_frame("trial_id", key, record.epochs))
-        trials = pd.DataFrame(rows)
-        epochs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["trial_id", "epoch"])
+            rows.append(trial_row(key, status, record, config, arm=arm, factor=factor_of(arm),
+                                  test_acc=(record.final or {}).get("test_acc", float("nan"))))
+        trials, epochs = result_tables(rows, records)
         return Tables(trials, epochs, complete=bool(len(trials)) and (trials["status"] != "INTERRUPTED").all(),
                       configs=configs)
 

@@ -114,6 +114,25 @@ def epoch_frame(key_column: str, key: Any, epochs: list[dict[str, Any]]) -> pd.D
     return df
 
 
+def trial_row(key: str, status: str, record, config: dict[str, Any], **columns: Any) -> dict[str, Any]:
+    """One ``trials.parquet`` row: the key, the run kind's own ``columns``, the status, what the trial's record
+    says (summary of its epochs, error, precision used), then every config key."""
+    row = {"trial_id": key, **columns, "status": status, "reason": record.error if status == "ERROR" else None,
+           **trial_summary(record.epochs if status != "INTERRUPTED" else []),
+           "swap_mean_p": mean_swap_probability(config), "precision": (record.final or {}).get("precision")}
+    row.update({k: v for k, v in config.items() if k not in row})
+    return row
+
+
+def result_tables(rows: list[dict[str, Any]], records: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``trials.parquet`` and ``epochs.parquet`` from the rows and the records of their trials (the epochs of an
+    interrupted trial are left out: it runs again from scratch)."""
+    frames = [epoch_frame("trial_id", r["trial_id"], records[r["trial_id"]].epochs) for r in rows
+              if r["status"] != "INTERRUPTED" and r["trial_id"] in records and records[r["trial_id"]].epochs]
+    epochs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["trial_id", "epoch"])
+    return pd.DataFrame(rows), epochs
+
+
 def trial_summary(epochs: list[dict[str, Any]]) -> dict[str, Any]:
     """The per-trial columns computed from its epochs."""
     if not epochs:

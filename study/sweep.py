@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import pandas as pd
 
 from iakd_core.config import TrialConfig
 
 from .internals import FidelityAwareOptunaSearch, preload_asha, trial_by_number
 from .ledger import TrialRecord, read_all
 from .progress import Progress
-from .records import epoch_frame, mean_swap_probability, trial_summary, write_json
+from .records import result_tables, trial_row, write_json
 from .runner import Session, Tables, train_and_report, trial_resources
 from .space import REFERENCE_POINT, SearchSpace, to_trial_config
 
@@ -166,27 +165,17 @@ class SweepKind:
         base = manifest["base_config"]  # paths as given: the tables stay true wherever the folder moves
         study = load_study(run_dir, manifest)
         records = read_all(run_dir)
-        rows, frames, configs = [], [], {}
+        rows, configs = [], {}
         asked = [t for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING]
         for t in asked:
             key = record_key(t.number)
-            record = records.get(key, TrialRecord())
-            config = sweep_config(base, t.params)
-            configs[key] = config
-            status = STATUS[t.state.name]
-            row = {"trial_id": key, "trial_number": t.number, "tune_trial_id": t.user_attrs.get("tune_trial_id"),
-                   "status": status, "reason": record.error if status == "ERROR" else None,
-                   **trial_summary(record.epochs if status != "INTERRUPTED" else []),
-                   "use_kd": bool(t.params.get("use_kd", config["kd_weight"] > 0)),
-                   "use_student_ce": bool(t.params.get("use_student_ce", config["student_ce_weight"] > 0)),
-                   "swap_mean_p": mean_swap_probability(config), "optuna_state": t.state.name,
-                   "precision": (record.final or {}).get("precision")}
-            row.update({k: v for k, v in config.items() if k not in row})
-            rows.append(row)
-            if record.epochs and status != "INTERRUPTED":
-                frames.append(epoch_frame("trial_id", key, record.epochs))
-        trials = pd.DataFrame(rows)
-        epochs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["trial_id", "epoch"])
+            configs[key] = config = sweep_config(base, t.params)
+            rows.append(trial_row(
+                key, STATUS[t.state.name], records.get(key, TrialRecord()), config, trial_number=t.number,
+                tune_trial_id=t.user_attrs.get("tune_trial_id"), optuna_state=t.state.name,
+                use_kd=bool(t.params.get("use_kd", config["kd_weight"] > 0)),
+                use_student_ce=bool(t.params.get("use_student_ce", config["student_ce_weight"] > 0))))
+        trials, epochs = result_tables(rows, records)
         finished = sum(t.state in FINISHED for t in asked)
         return Tables(trials, epochs, complete=finished == manifest["budget"], configs=configs)
 
