@@ -57,7 +57,7 @@ def conclusion(run: Run, comparisons: pd.DataFrame, sensitivity: Sensitivity) ->
         else:
             verdict = f"not significantly different (Holm-adjusted p = {p:.3f}, α = {ALPHA})"
         lines.append(f"- The best IAKD configuration vs {name}: Δ = {c['delta']:+.2f} points "
-                     f"(95 % CI [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], n = {c['n']} seeds): {verdict}.")
+                     f"(95 % CI [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], n = {int(c['n'])} seeds): {verdict}.")
     wide = seed_table(run)
     if "iakd_best" in wide and "no_swap" in wide:
         pair = wide[["iakd_best", "no_swap"]].dropna()
@@ -79,7 +79,7 @@ def sensitivity_section(s: Sensitivity) -> list[str]:
     else:
         c = s.control
         out.append(f"- Positive control, KD vs the student alone: Δ = {c['delta']:+.2f} points (95 % CI "
-                   f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], Holm-adjusted p = {_p(c['p_holm'])}, n = {c['n']} "
+                   f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], Holm-adjusted p = {_p(c['p_holm'])}, n = {int(c['n'])} "
                    f"seeds): **{'passes' if s.control_passes else 'FAILS'}** (needs the CI above 0 and "
                    f"p < {ALPHA}).")
     if s.teacher_test_acc is not None and s.student_test_acc is not None:

@@ -1,10 +1,10 @@
 """Named starting configurations (pure data). ``study/`` adds search settings; the CLI accepts ``--preset``.
 
 * ``smoke``   — seconds: a tiny Fashion-MNIST subset; what the tests run.
-* ``laptop``  — the default: Fashion-MNIST at 14x14, 4000 train images, 12 epochs with a cosine LR, sized for
-  ``--budget 64`` in ~15 min on 2 cores and chosen so that plain KD measurably beats the student alone (the
-  positive control); resnet26 -> resnet14 (2 granularities: 1 or 2 units per stage), teacher trained 30 epochs on
-  the same images.
+* ``laptop``  — the default: Fashion-MNIST at 14x14, 4000 train images, 12 epochs with a cosine LR, chosen so
+  that plain KD measurably beats the student alone (the positive control); resnet26 -> resnet14 (2 granularities:
+  1 or 2 units per stage), teacher trained 30 epochs on the same images. ``--budget 64`` takes ~40 min on 2 cores
+  (bench/README.md, P1: the 15-minute goal is missed).
 * ``cifar100-<teacher>-<student>`` / ``cifar10-...`` — the published CRD/RepDistiller recipe (240 epochs, SGD
   lr 0.05 x0.1 at 150/180/210, batch 64, wd 5e-4, crop 32 pad 4 + flip, T = 4, KD 0.9 KL / 0.1 CE), for GPUs.
 """
