@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from contract import documented_trial_columns
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,6 +58,7 @@ def test_sweep_then_ablation_then_plots_then_report(tmp_path, teacher_cache):
     arms = set(manifest["arms"])
     assert {"student", "kd", "iakd_best", "iakd_paper_default", "no_swap", "granularity_2"} <= arms
     assert len(trials) == 2 * len(arms) and (trials["status"] == "COMPLETE").all() and trials["trial_id"].is_unique
+    assert documented_trial_columns("ablation") <= set(trials.columns)  # the contract in docs/results.md
     assert trials.groupby("arm")["seed"].apply(sorted).map(tuple).nunique() == 1  # every arm on the same seeds
     sweep_seed = json.loads((tmp_path / "s" / "manifest.json").read_text())["seed"]
     assert sweep_seed not in set(trials["seed"])  # fresh seeds only

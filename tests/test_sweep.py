@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from contract import documented_trial_columns
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP = [sys.executable, str(ROOT / "study" / "run_sweep.py")]
@@ -56,6 +57,7 @@ def test_sweep_writes_the_result_files_with_their_columns(smoke_run):
             "train_seconds", "images_per_second", "swap_schedule", "swap_p0", "units_per_stage", "kd_weight",
             "swap_mean_p", "optuna_state", "precision"} <= set(trials.columns)
     assert "fault" not in trials.columns  # no test-only knob in the science or the result files
+    assert documented_trial_columns("sweep") <= set(trials.columns)  # the contract in docs/results.md
     epochs = pd.read_parquet(run_dir / "epochs.parquet")
     assert {"trial_id", "epoch", "val_acc", "swap_rate", "swap_rate_u0", "lr", "loss_ce", "timestamp",
             "val_acc_best", "train_seconds_total"} <= set(epochs.columns)
