@@ -12,8 +12,8 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else '-')"
   python3 -m iakd_core train --preset cifar100-resnet56-resnet20 --dataset synthetic --val-size 96 --epochs 2 \
     --teacher-epochs 2 --teacher-cache /tmp/iakd-teachers --method iakd --kd-weight 0.5 --json
   # 2. step throughput, ours vs a hand-written loop, CIFAR shapes, bf16 on and off
-  for amp in bf16 fp32; do
-    python3 bench/bench_step.py --preset cifar100-resnet56-resnet20 --device cuda --precision "$amp" \
+  for precision in bf16 fp32; do
+    python3 bench/bench_step.py --preset cifar100-resnet56-resnet20 --device cuda --precision "$precision" \
       --images 16384 --repeats 3
   done
 } 2>&1 | tee "$log"
