@@ -51,17 +51,20 @@ def objectives(manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
     return ([METRIC, COST], ["max", "min"]) if two else ([METRIC], ["max"])
 
 
-def create_study(run_dir: Path, manifest: dict[str, Any]) -> None:
-    """The run's study, named, with metric names and the facts a dashboard user needs as study attributes."""
+def create_study(run_dir: Path, manifest: dict[str, Any]) -> optuna.Study:
+    """The run's study (created, or loaded when it exists), named, with metric names and the facts a dashboard
+    user needs as study attributes."""
     metrics, modes = objectives(manifest)
     study = optuna.create_study(storage=storage_url(run_dir, manifest), study_name=manifest["study_name"],
-                                directions=["maximize" if m == "max" else "minimize" for m in modes])
+                                directions=["maximize" if m == "max" else "minimize" for m in modes],
+                                load_if_exists=True)
     study.set_metric_names(["val_acc" if m == METRIC else "train_seconds" for m in metrics])
     cfg = manifest["base_config"]
     for key, value in {"preset": manifest["preset"], "dataset": cfg["dataset"], "teacher": cfg["teacher"],
                        "student": cfg["student"], "granularities": manifest["granularities"],
                        "seed": manifest["seed"], "command": manifest["command"]}.items():
         study.set_user_attr(key, value)
+    return study
 
 
 def load_study(run_dir: Path, manifest: dict[str, Any]) -> optuna.Study:
@@ -124,10 +127,8 @@ class SweepKind:
         from ray.tune.search import ConcurrencyLimiter
 
         args, settings = manifest["args"], manifest["settings"]
-        first = not manifest["sessions"]
-        if first:
-            create_study(run_dir, manifest)
-        study = load_study(run_dir, manifest)
+        study = create_study(run_dir, manifest)  # or load it: a session killed at any point leaves it consistent
+        first = not study.get_trials(deepcopy=False)  # nothing asked or enqueued yet: start with the reference
         metrics, modes = objectives(manifest)
         records = read_all(run_dir)
         adopt = reconcile(study, records, metrics)
