@@ -121,6 +121,10 @@ def search_line(args: dict) -> str:
     return line + "val accuracy (max)."
 
 
+def pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} %"
+
+
 def sweep_section(run: Run, title: str, report_dir: Path) -> list[str]:
     info, top = sweep_summary(run)
     teacher = info["teacher"]
@@ -128,8 +132,8 @@ def sweep_section(run: Run, title: str, report_dir: Path) -> list[str]:
     out = [f"## {title}", "",
            f"Run `{run.name}`: budget {info['budget']}, {info['complete']} complete (full fidelity), "
            f"{info['pruned']} pruned by ASHA, {info['failed']} failed; sweep wall time {wall}. Teacher "
-           f"{teacher.get('arch', '?')}: val {teacher.get('val_acc', float('nan')):.2f} %, test "
-           f"{teacher.get('test_acc', float('nan')):.2f} %.", "",
+           f"{teacher.get('arch', '?')}: val {pct(teacher.get('val_acc'))}, test {pct(teacher.get('test_acc'))}"
+           f"{' (outside weights: ' + teacher['source'] + ')' if teacher.get('source') else ''}.", "",
            search_line(run.manifest.get("args", {})), "",
            f"Best full-fidelity config (by val accuracy): {info['best'] or 'none'}.", "",
            "Top trials (COMPLETE, val accuracy %):", "", md_table(top), ""]

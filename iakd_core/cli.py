@@ -1,10 +1,13 @@
 """Command line: ``iakd train`` (one configuration, no sweep) and ``iakd teacher`` (train or load a teacher).
 
     python -m iakd_core train --preset laptop --method iakd --swap-p0 0.3 --json
+    python -m iakd_core train --config results/sweeps/<run>/best_config.json --output-dir students/best
     python -m iakd_core teacher --preset laptop
 
-Every ``TrialConfig`` field is an option (``--help`` lists them with their meaning); a preset fills the defaults.
-Bad input prints one line ``error: ...`` and exits with code 2.
+Every ``TrialConfig`` field is an option (``--help`` lists them with their meaning). Defaults come from the preset,
+then from ``--config FILE`` (JSON or YAML: a config mapping, or a sweep's ``best_config.json``), then flags.
+``--output-dir`` writes the trained student (see docs/results.md). Bad input prints one line ``error: ...`` and
+exits with code 2.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, TrialConfig
-from .presets import DEFAULT_PRESET, PRESETS, preset_config
+from .presets import DEFAULT_PRESET, METHOD_DEFAULTS, PRESETS, preset_config
 
 
 def add_config_options(parser: argparse.ArgumentParser, skip: frozenset[str] = frozenset()) -> None:
@@ -37,16 +42,57 @@ def add_config_options(parser: argparse.ArgumentParser, skip: frozenset[str] = f
             group.add_argument(flag, default=None, metavar=f.name.upper(), help=help_text)
 
 
+def read_config_file(path: str) -> dict[str, Any]:
+    """A config mapping from a JSON or YAML file; a sweep's ``best_config.json`` ({"config": {...}, ...}) too."""
+    import yaml
+
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path} ({err.strerror or err}); give an existing JSON/YAML "
+                          "file") from None
+    try:
+        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as err:
+        raise ConfigError(f"config file {path} is not valid {'JSON' if file.suffix == '.json' else 'YAML'} "
+                          f"({str(err).splitlines()[0]})") from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of config keys to values")
+    return data
+
+
 def config_from_args(args: argparse.Namespace, skip: frozenset[str] = frozenset()) -> TrialConfig:
+    """The preset, then ``--config FILE``, then ``--method``'s literature weights, then explicit flags."""
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrialConfig)
                  if f.name not in skip and getattr(args, f.name) is not None}
-    return TrialConfig.from_dict(preset_config(args.preset, getattr(args, "method", None)), **overrides)
+    base = preset_config(args.preset)
+    if getattr(args, "config", None):
+        base.update(read_config_file(args.config))
+    method = overrides.pop("method", None)
+    if method is not None:
+        base.update(method=method, **METHOD_DEFAULTS.get(method, {}))
+    return TrialConfig.from_dict(base, **overrides)
 
 
 def fail(message: str) -> None:
     """One line on stderr, exit code 2: the project's answer to bad input."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def check_output_dir(folder: Path) -> None:
+    """Fail now, not after training, when ``folder`` cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"cannot write to --output-dir {folder} ({err.strerror or err}); choose a writable "
+                          "folder") from None
 
 
 def _progress(prefix: str, epochs: int):
@@ -67,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--preset", default=DEFAULT_PRESET, help=f"starting config: {', '.join(PRESETS)}")
         p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+        p.add_argument("--config", metavar="FILE", help="JSON/YAML config (or a sweep's best_config.json) applied "
+                                                        "over the preset; flags override it")
+        if name == "train":
+            p.add_argument("--output-dir", metavar="DIR", help="write student.pt, student_best.pt (if the best "
+                                                                "epoch is not the last), config.json, metrics.json")
         add_config_options(p)
     args = parser.parse_args(argv)
     from .data import DataUnavailableError
@@ -81,10 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "teacher":
             start = time.perf_counter()
             _, meta, cached = get_teacher(cfg, progress=_progress(f"teacher {cfg.teacher}", cfg.teacher_epochs))
-            out = {"teacher": cfg.teacher, "cached": cached, "val_acc": meta["val_acc"], "test_acc": meta["test_acc"],
-                   "key": meta["key"], "seconds": round(time.perf_counter() - start, 2)}
+            out = {"teacher": cfg.teacher, "cached": cached, "val_acc": meta["val_acc"], "test_acc": meta.get("test_acc"),
+                   "key": meta.get("key"), "source": meta.get("source"), "seconds": round(time.perf_counter() - start, 2)}
         else:
-            out = run_trial(cfg, _progress(f"{cfg.method} {cfg.student}", cfg.epochs))
+            if args.output_dir:
+                check_output_dir(Path(args.output_dir))
+            out = run_trial(cfg, _progress(f"{cfg.method} {cfg.student}", cfg.epochs), output_dir=args.output_dir)
     except (ConfigError, DataUnavailableError, TeacherCacheError, IncompatiblePairError) as err:
         fail(str(err))
     if args.json:

@@ -83,6 +83,9 @@ class TrialConfig:
                                         "never seen", lo=1)
     teacher_seed: int = _f(0, "seed of the cached teacher's training", lo=0)
     teacher_cache: str = _f("results/teachers", "folder of cached teachers")
+    teacher_weights: str | None = _f(None, "a teacher state_dict trained elsewhere (a .pt file, loaded with "
+                                     "weights_only=True and checked against the teacher architecture); replaces "
+                                     "the cached teacher recipe")
     # ---- runtime
     seed: int = _f(0, "seed of initialisation, batch order, augmentation and swap draws", lo=0)
     threads: int | None = _f(None, "torch CPU threads (None: torch's default)", lo=1, hi=1024)

@@ -27,7 +27,7 @@ STUDENT_FIELDS = frozenset({
     "teacher", "student", "method", "units_per_stage", "swap_schedule", "swap_p0", "swap_p1", "swap_step_at",
     "swap_ramp_k", "swap_profile", "swap_mode", "ce_weight", "kd_weight", "kd_temperature", "student_ce_weight",
     "feature_term", "feature_weight", "hint_stage", "epochs", "seed", "teacher_epochs", "teacher_seed",
-    "teacher_train_size", "bn_recalibration_batches",
+    "teacher_train_size", "bn_recalibration_batches", "teacher_weights",
 })
 
 
@@ -126,10 +126,55 @@ def train_teacher(cfg: TrialConfig, device: torch.device | None = None,
     return model.cpu(), meta
 
 
+def check_state_dict(model: torch.nn.Module, state: Any, source: str) -> None:
+    """Raise :class:`TeacherCacheError` naming the first missing, unexpected or wrongly shaped key."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise TeacherCacheError(f"{source} is not a state_dict (a mapping of names to tensors); save one with "
+                                "torch.save(model.state_dict(), path)")
+    expected = model.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            raise TeacherCacheError(f"{source} lacks {key!r} (shape {tuple(tensor.shape)}) of a {model.name}: "
+                                    "it holds another architecture")
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise TeacherCacheError(f"{source}: {key!r} has shape {tuple(state[key].shape)}, a {model.name} needs "
+                                    f"{tuple(tensor.shape)} (another architecture, width or number of classes)")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise TeacherCacheError(f"{source} has {extra[0]!r}, which a {model.name} does not have: it holds another "
+                                "architecture")
+
+
+def load_outside_teacher(cfg: TrialConfig, data: DataSplits, device: torch.device | None = None
+                         ) -> tuple[Backbone, dict[str, Any]]:
+    """``cfg.teacher_weights`` (trained elsewhere) as a ``cfg.teacher``, evaluated once on validation."""
+    from .train import evaluate, pick_device, place
+
+    path = Path(cfg.teacher_weights).expanduser()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TeacherCacheError(f"teacher weights {path} do not exist; give the path of a saved state_dict") from None
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise TeacherCacheError(f"teacher weights {path} do not load with weights_only=True ({type(err).__name__}: "
+                                f"{str(err).splitlines()[0][:160]}); save a plain state_dict") from None
+    model = build_model(cfg.teacher, data.num_classes, data.in_channels)
+    check_state_dict(model, state, f"teacher weights {path}")
+    model.load_state_dict(state)
+    device = device or pick_device(cfg.device)
+    val = evaluate(place(model, device, cfg.channels_last), data.val, cfg, device)
+    meta = {"arch": cfg.teacher, "source": str(path.resolve()), "sha256": file_sha256(path), "val_acc": val["acc"],
+            "test_acc": None, "dataset": data.identity}
+    return model.cpu(), meta
+
+
 def get_teacher(cfg: TrialConfig, data: DataSplits | None = None, device: torch.device | None = None,
                 progress=None) -> tuple[Backbone, dict[str, Any], bool]:
-    """Load the cached teacher or train it (one process at a time per key). Returns (model, meta, was_cached)."""
+    """Load the cached teacher or train it (one process at a time per key); with ``cfg.teacher_weights``, load
+    that file instead. Returns (model, meta, was_cached)."""
     data = data or load_splits(cfg)
+    if cfg.teacher_weights:
+        return (*load_outside_teacher(cfg, data, device), True)
     path = teacher_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):

@@ -137,6 +137,7 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
     images: int = 0
+    best_state: dict[str, torch.Tensor] | None = None  # the student's weights at the best epoch (keep_best only)
 
     @property
     def best(self) -> dict[str, Any]:
@@ -144,8 +145,9 @@ class FitResult:
 
 
 def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device,
-        report: Report | None = None) -> FitResult:
-    """Train ``method`` for ``cfg.epochs`` epochs; after each, validate the student alone and ``report``."""
+        report: Report | None = None, keep_best: bool = False) -> FitResult:
+    """Train ``method`` for ``cfg.epochs`` epochs; after each, validate the student alone and ``report``.
+    ``keep_best``: also keep a CPU copy of the student's weights at its best validation epoch."""
     gen = torch.Generator().manual_seed(cfg.seed)
     opt, sched = make_optimizer(method, cfg, cfg.epochs)
     steps = steps_per_epoch(len(data.train), cfg.batch_size)
@@ -188,6 +190,8 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
                    "val_acc": val["acc"], "val_loss": val["loss"], "lr": lr, "epoch_seconds": train_time,
                    "eval_seconds": time.perf_counter() - start - train_time,
                    "images_per_second": seen / train_time, **method.epoch_stats()}
+        if keep_best and val["acc"] > max((m["val_acc"] for m in result.history), default=-1.0):
+            result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in method.student.state_dict().items()}
         result.history.append(metrics)
         result.train_seconds += time.perf_counter() - start
         result.images += seen

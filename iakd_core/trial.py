@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,9 +31,28 @@ def contiguous_targets(teacher, cfg: TrialConfig, device: torch.device):
     return place(copy.deepcopy(teacher), device, channels_last=False)
 
 
-def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, Any]], None] | None = None
-              ) -> dict[str, Any]:
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    """A CPU, contiguous ``state_dict`` written atomically (loadable with ``torch.load(..., weights_only=True)``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({k: v.detach().to("cpu").contiguous() for k, v in state.items()}, tmp)
+    os.replace(tmp, path)
+
+
+def write_json(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, Any]], None] | None = None,
+              *, output_dir: str | Path | None = None, student_file: str | Path | None = None) -> dict[str, Any]:
     """Validate ``config``, train one run, return its final metrics (val last/best, test only if asked).
+
+    ``output_dir``: write ``student.pt`` (last epoch), ``student_best.pt`` (best validation epoch, when it is not
+    the last), ``config.json`` (the validated config) and ``metrics.json`` there. ``student_file``: write only the
+    last-epoch student's ``state_dict`` to that path. Both are written after training, atomically.
 
     >>> metrics = run_trial({"dataset": "synthetic", "teacher": "resnet14", "student": "resnet8",
     ...                      "epochs": 1, "teacher_epochs": 1, "teacher_cache": "/tmp/iakd-doctest"})  # doctest: +SKIP
@@ -51,7 +73,7 @@ def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, 
     student = build_model(cfg.student, data.num_classes, data.in_channels)
     method = place(build_method(cfg, student, teacher, contiguous_targets(teacher, cfg, device)), device,
                    cfg.channels_last)
-    result = fit(method, data, cfg, device, report)
+    result = fit(method, data, cfg, device, report, keep_best=output_dir is not None)
     last, best = result.history[-1], result.best
     final = {
         "epochs": last["epoch"], "val_acc": last["val_acc"], "val_acc_best": best["val_acc"],
@@ -64,4 +86,15 @@ def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, 
     }
     if cfg.evaluate_test:  # final evaluation only: the last-epoch student on the official test set
         final["test_acc"] = evaluate(student, load_test(cfg, data), cfg, device)["acc"]
+    if student_file is not None:
+        save_weights(student.state_dict(), Path(student_file))
+    if output_dir is not None:
+        out = Path(output_dir)
+        save_weights(student.state_dict(), out / "student.pt")
+        if best["epoch"] != last["epoch"] and result.best_state is not None:
+            save_weights(result.best_state, out / "student_best.pt")
+        else:  # never leave an earlier run's best beside this run's student
+            (out / "student_best.pt").unlink(missing_ok=True)
+        write_json(cfg.to_dict(), out / "config.json")
+        write_json(final, out / "metrics.json")
     return final

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from iakd_core.cli import read_config_file
 from iakd_core.config import TrialConfig
 from iakd_core.presets import DEFAULT_PRESET, PRESETS, preset_config
 from iakd_core.units import architecture_granularities
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", choices=("acc", "acc+cost"), default="acc",
                    help="maximise val accuracy, or also minimise training seconds (multi-objective)")
     p.add_argument("--search-optimizer", action="store_true", help="also search learning rate and weight decay")
+    p.add_argument("--save-students", action="store_true",
+                   help="keep every COMPLETE trial's student in students/ (default: only the best trial's)")
     p.add_argument("--deterministic", action="store_true",
                    help="one trial at a time: same seed -> identical trial configs and metrics")
     p.add_argument("--name", help="run name (default <preset>-<date>-<time>)")
@@ -56,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="finish the budget of an interrupted or killed run (its folder)")
     p.add_argument("--address", help="Ray cluster to use: auto, host:port or ray://host:port "
                    "(default: a private local Ray)")
+    p.add_argument("--config", metavar="FILE", help="JSON/YAML base config over the preset (e.g. another "
+                   "run's best_config.json); the other flags override it")
+    p.add_argument("--teacher-weights", metavar="PATH", help="use this teacher state_dict (trained elsewhere) "
+                   "instead of training the preset's teacher")
     p.add_argument("--storage", help="Optuna storage URL (default: optuna.db in the run folder)")
     p.add_argument("--data-root", default=None, help="dataset folder (default data; on --resume: the run's)")
     p.add_argument("--teacher-cache", default=None, help="teacher cache folder (default results/teachers; on "
@@ -82,7 +89,12 @@ def resolve_setup(args: argparse.Namespace) -> tuple[dict[str, Any], list[int], 
                      teacher_cache=args.teacher_cache or "results/teachers")
     if settings["gpus_per_trial"] > 0:
         overrides["device"] = "cuda"
-    cfg = TrialConfig.from_dict(preset_config(args.preset, "iakd", **overrides))
+    if args.teacher_weights:
+        overrides["teacher_weights"] = args.teacher_weights
+    base = preset_config(args.preset, "iakd")
+    if args.config:
+        base.update(read_config_file(args.config))
+    cfg = TrialConfig.from_dict(base, **{k: v for k, v in overrides.items() if v is not None})
     return cfg.to_dict(), list(architecture_granularities(cfg.teacher, cfg.student)), settings
 
 

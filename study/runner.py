@@ -81,7 +81,8 @@ class RunKind(Protocol):
 # ---- the trainable's side -----------------------------------------------------------------------------------------
 def train_and_report(config: dict[str, Any], run_dir: str, key: str) -> None:
     """One trial through ``iakd_core.run_trial``: record and report every epoch. The last epoch is reported after
-    the record's final line is written, together with the final metrics (test accuracy when asked)."""
+    the record's final line is written, together with the final metrics (test accuracy when asked). A trial that
+    trains to its end leaves its last-epoch student in ``students/<key>.pt``."""
     from ray import tune
 
     recorder = Recorder(run_dir, key)
@@ -100,12 +101,16 @@ def train_and_report(config: dict[str, Any], run_dir: str, key: str) -> None:
             last.update(metrics)
 
     try:
-        final = run_trial(config, report)
+        final = run_trial(config, report, student_file=student_file(run_dir, key))
     except Exception as err:
         recorder.error(one_line(err))
         raise
     recorder.final(final)
     tune.report({**last, **({"test_acc": final["test_acc"]} if "test_acc" in final else {})})
+
+
+def student_file(run_dir: str | Path, key: str) -> Path:
+    return Path(run_dir) / "students" / f"{key}.pt"
 
 
 def one_line(error: BaseException | str) -> str:
@@ -120,6 +125,8 @@ def resolve_paths(manifest: dict[str, Any], data_root: str | None = None, teache
     base = dict(manifest["base_config"])
     base["data_root"] = str(Path(data_root or base["data_root"]).expanduser().resolve())
     base["teacher_cache"] = str(Path(teacher_cache or base["teacher_cache"]).expanduser().resolve())
+    if base.get("teacher_weights"):
+        base["teacher_weights"] = str(Path(base["teacher_weights"]).expanduser().resolve())
     return base
 
 
@@ -145,9 +152,10 @@ def prepare(base: dict[str, Any]) -> dict[str, Any]:
           f"data {data.identity['name']} train {data.identity['train']} / val {data.identity['val']}",
           file=sys.stderr, flush=True)
     device = pick_device(cfg.device)
-    return {"teacher": {"key": meta["key"], "arch": meta["arch"], "val_acc": meta["val_acc"],
-                        "test_acc": meta["test_acc"], "cached": cached, "train_size": meta["dataset"]["train"],
-                        "epochs": meta["epochs"], "precision": meta.get("precision")},
+    return {"teacher": {"key": meta.get("key"), "arch": meta["arch"], "val_acc": meta["val_acc"],
+                        "test_acc": meta.get("test_acc"), "cached": cached, "train_size": meta["dataset"]["train"],
+                        "epochs": meta.get("epochs"), "precision": meta.get("precision"),
+                        "source": meta.get("source")},
             "dataset": data.identity,
             "runtime": {"device": str(device), "precision": resolve_precision(cfg.precision, device),
                         "channels_last": cfg.channels_last}}

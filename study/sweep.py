@@ -20,7 +20,7 @@ from .internals import FidelityAwareOptunaSearch, preload_asha, trial_by_number
 from .ledger import TrialRecord, read_all
 from .progress import Progress
 from .records import result_tables, trial_row, write_json
-from .runner import Session, Tables, train_and_report, trial_resources
+from .runner import Session, Tables, student_file, train_and_report, trial_resources
 from .space import REFERENCE_POINT, SearchSpace, to_trial_config
 
 METRIC = "val_acc"
@@ -186,9 +186,15 @@ class SweepKind:
         if not len(complete):
             return ["no COMPLETE trial yet: no best configuration"]
         best = complete.loc[complete["val_acc_last"].idxmax()]
-        write_json(run_dir / "best_config.json", {"trial_number": int(best["trial_number"]),
-                                                  "val_acc": float(best["val_acc_last"]),
-                                                  "config": tables.configs[best["trial_id"]]})
+        kept = student_file(run_dir, best["trial_id"])
+        if not manifest["args"].get("save_students"):  # only the best trial's student stays
+            for path in kept.parent.glob("*.pt"):
+                if path != kept:
+                    path.unlink(missing_ok=True)
+        write_json(run_dir / "best_config.json", {
+            "trial_number": int(best["trial_number"]), "val_acc": float(best["val_acc_last"]),
+            "student": str(kept.relative_to(run_dir)) if kept.exists() else None,
+            "config": tables.configs[best["trial_id"]]})
         return [f"best: val_acc {best['val_acc_last']:.2f}% (trial {int(best['trial_number'])}: "
                 f"{describe(best.to_dict())})"]
 

@@ -229,6 +229,15 @@ def test_deterministic_mode_repeats_exactly(tmp_path, teacher_cache):
         t = pd.read_parquet(tmp_path / name / "trials.parquet")
         tables.append(t.drop(columns=["tune_trial_id", "train_seconds", "eval_seconds", "images_per_second"]))
     pd.testing.assert_frame_equal(tables[0], tables[1])
+    # the best trial, replayed from its best_config.json by the plain command, gives the recorded accuracy; its
+    # student is the only one kept (no --save-students)
+    best = json.loads((tmp_path / "a" / "best_config.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "a" / "students").iterdir()) == [Path(best["student"]).name]
+    replay = subprocess.run([sys.executable, "-m", "iakd_core", "train", "--config",
+                             str(tmp_path / "a" / "best_config.json"), "--json"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    assert json.loads(replay.stdout)["val_acc"] == best["val_acc"]
 
 
 def test_two_objective_sweep_records_accuracy_and_cost_and_plots_the_front(tmp_path, teacher_cache):
