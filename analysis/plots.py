@@ -3,11 +3,13 @@
 
     python analysis/plots.py                       # all runs under results/
     python analysis/plots.py results/sweeps/<run>  # one run
+    python analysis/plots.py results/sweeps/<run> --out DIR   # one run, figures into DIR
 
 Sweeps: best-so-far vs trial number and vs wall time, Optuna parameter importance (full-fidelity COMPLETE trials
 only), swap schedules of the top trials, val accuracy vs mean swap probability and vs granularity, parallel
-coordinates, accuracy vs training cost with the Pareto front. Ablations: bars with 95 % t-intervals and per-seed
-points. Reads files only.
+coordinates, accuracy vs training cost with the Pareto front (two-objective runs only). Ablations: means with
+95 % t-intervals and per-seed points. Reads files only. One style (``STYLE``) for this script and report.py; the
+files are byte-stable: regenerating them from unchanged data changes nothing.
 """
 
 from __future__ import annotations
@@ -32,12 +34,33 @@ NUMERIC_PARAMS = ["swap_p0", "swap_p1", "swap_step_at", "swap_ramp_k", "swap_mea
                   "kd_weight", "kd_temperature", "student_ce_weight", "lr", "weight_decay"]
 
 
+# What each figure shows (the report prints these under the images).
+CAPTIONS = {
+    "best_so_far": "Best full-fidelity validation accuracy so far, by trial number (left) and wall time (right); "
+                   "dots are COMPLETE trials, pruned and failed trials keep the best so far.",
+    "importance": "fANOVA importance of each searched parameter for validation accuracy (Optuna's evaluator, "
+                  "COMPLETE full-fidelity trials only; conditional parameters included where they were sampled).",
+    "schedules_top": "Swap probability p(t) over training of the five best COMPLETE trials (legend: schedule and "
+                     "validation accuracy).",
+    "accuracy_vs_swap": "Validation accuracy of COMPLETE trials against the mean swap probability over training "
+                        "(left, coloured by schedule) and against granularity, units per stage (right).",
+    "parallel_coordinates": "Parallel coordinates of the COMPLETE trials' numeric parameters, each scaled to "
+                            "[0, 1] (a parameter a trial does not use is drawn below 0), coloured by validation "
+                            "accuracy tercile.",
+    "pareto": "Two-objective run: validation accuracy against training seconds of COMPLETE trials, with the "
+              "Pareto front.",
+    "ablation_bars": "Test accuracy per ablation arm: the mean with its 95 % t-interval (diamond and line) and "
+                     "every seed (dots); the axis is not truncated to a bar base.",
+}
+STYLE = dict(style="whitegrid", context="notebook")
+
+
 def save(fig, folder: Path, name: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.png", folder / f"{name}.svg"]
     fig.tight_layout()
-    for p in paths:
-        fig.savefig(p, dpi=130)
+    for p in paths:  # no dates and fixed SVG ids: the same data gives the same bytes
+        fig.savefig(p, dpi=130, metadata={"Software": None} if p.suffix == ".png" else {"Date": None})
     plt.close(fig)
     return paths
 
@@ -162,6 +185,10 @@ def pareto_front(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
 
 def pareto(run: Run, out: Path) -> list[Path]:
     t = complete(run.trials)
+    if run.manifest.get("args", {}).get("objective") != "acc+cost":  # one objective: no trade-off to show
+        for stale in out.glob("pareto.*"):
+            stale.unlink()
+        return []
     if not len(t):
         return []
     front = t.iloc[pareto_front(t["train_seconds"].to_numpy(), t["val_acc_last"].to_numpy())]
@@ -201,8 +228,11 @@ SWEEP_FIGURES = (best_so_far, importance, schedules, accuracy_vs_swap, parallel,
 ABLATION_FIGURES = (ablation_bars,)
 
 
-def plot_run(run: Run) -> list[Path]:
-    out = run.path / "figures"
+def plot_run(run: Run, out: Path | None = None) -> list[Path]:
+    """Every figure of ``run`` into ``out`` (default ``<run>/figures``), in the one style."""
+    sns.set_theme(**STYLE)
+    plt.rcParams["svg.hashsalt"] = "iakd"
+    out = run.path / "figures" if out is None else out
     figures = ABLATION_FIGURES if run.kind == "ablation" else SWEEP_FIGURES
     paths: list[Path] = []
     for fn in figures:
@@ -213,19 +243,22 @@ def plot_run(run: Run) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", nargs="?", help="one run folder (default: every run under results/)")
+    p.add_argument("--out", type=Path, help="write the figures here instead of <run>/figures (one run only)")
     args = p.parse_args(argv)
-    sns.set_theme(style="whitegrid", context="notebook")
+    if args.out and not args.run:
+        print("error: --out needs one run folder; give it as the first argument", file=sys.stderr)
+        return 2
     runs = [Path(args.run)] if args.run else find_runs()
     if not runs:
         print("no runs under results/: run python study/run_sweep.py first", file=sys.stderr)
         return 0
     for path in runs:
         try:
-            paths = plot_run(load_run(path))
+            paths = plot_run(load_run(path), args.out)
         except NotARunError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        print(f"{path}: {len(paths) // 2} figures -> {path / 'figures'}")
+        print(f"{path}: {len(paths) // 2} figures -> {args.out or path / 'figures'}")
     return 0
 
 

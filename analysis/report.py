@@ -12,7 +12,6 @@ everything, and a conclusion computed from the numbers. Figures are made by anal
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import markdown
 import pandas as pd
 
 from analysis.load import NotARunError, Run, load_run
-from analysis.plots import plot_run
+from analysis.plots import CAPTIONS, plot_run
 from analysis.sensitivity import Sensitivity, assess
 from analysis.stats import paired_comparison
 from analysis.tables import (
@@ -105,10 +104,16 @@ def _p(p: float) -> str:
     return "n/a" if p != p else f"{p:.3f}"
 
 
-def figure_links(run: Run, report_dir: Path) -> list[str]:
-    """Markdown image links to ``run``'s figures, relative to the folder the report is written to."""
-    folder = run.path / "figures"
-    return [f"![{p.stem}]({Path(os.path.relpath(p, report_dir)).as_posix()})" for p in sorted(folder.glob("*.png"))]
+SWEEP_FIGURES = Path("figures") / "sweep"  # an ablation report's copy of its sweep's figures
+
+
+def figure_links(folder: Path, report_dir: Path) -> list[str]:
+    """Each figure in ``folder`` (inside the report's folder) as an image with its caption."""
+    out = []
+    for p in sorted(folder.glob("*.png")):
+        caption = CAPTIONS.get(p.stem, p.stem.replace("_", " "))
+        out += [f"![{p.stem}]({p.relative_to(report_dir).as_posix()})", "", f"*Figure: {caption}*", ""]
+    return out
 
 
 def search_line(args: dict) -> str:
@@ -125,7 +130,7 @@ def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} %"
 
 
-def sweep_section(run: Run, title: str, report_dir: Path) -> list[str]:
+def sweep_section(run: Run, title: str, report_dir: Path, figures: Path) -> list[str]:
     info, top = sweep_summary(run)
     teacher = info["teacher"]
     wall = f"{info['wall_seconds'] / 60:.1f} min" if info["wall_seconds"] else "n/a"
@@ -137,7 +142,7 @@ def sweep_section(run: Run, title: str, report_dir: Path) -> list[str]:
            search_line(run.manifest.get("args", {})), "",
            f"Best full-fidelity config (by val accuracy): {info['best'] or 'none'}.", "",
            "Top trials (COMPLETE, val accuracy %):", "", md_table(top), ""]
-    out += figure_links(run, report_dir)
+    out += figure_links(figures, report_dir)
     return out
 
 
@@ -211,30 +216,34 @@ def build_report(run: Run) -> str:
             lines += ["No published numbers exist for this setting (published anchors cover the CIFAR-100 "
                       "presets only); IAKD's own paper numbers: n/a.", ""]
         for number, (factor, title) in enumerate((("schedule", "schedule"), ("granularity", "granularity"),
-                                                  ("loss", "loss terms and BN recalibration")), 2):
+                                                  ("loss", "loss terms and BN recalibration"),
+                                                  ("teacher_bn", "BatchNorm mode of swapped-in teacher units")), 2):
             lines += [f"## Table {number} — {title} ablation", "",
                       md_table(comparisons_vs_best(run, factor)), ""]
-        lines += figure_links(run, run.path) + [""]
+        lines += figure_links(run.path / "figures", run.path) + [""]
         if sweep is not None:
-            lines += sweep_section(sweep, "Sweep summary", run.path) + [""]
+            lines += sweep_section(sweep, "Sweep summary", run.path, run.path / SWEEP_FIGURES) + [""]
     else:
-        lines += sweep_section(run, "Sweep summary", run.path) + [""]
+        lines += sweep_section(run, "Sweep summary", run.path, run.path / "figures") + [""]
     lines += environment_section(run, sweep)
     return "\n".join(lines)
 
 
 def write_report(run: Run) -> tuple[Path, Path]:
+    """report.md + report.html in the run folder, every figure they show inside it (an ablation's report draws
+    its sweep's figures into ``figures/sweep/``): the folder can be copied or mailed alone."""
     plot_run(run)
     sweep = source_sweep(run)
     if sweep is not None:
-        plot_run(sweep)
+        plot_run(sweep, run.path / SWEEP_FIGURES)
     text = build_report(run)
     md_path, html_path = run.path / "report.md", run.path / "report.html"
     md_path.write_text(text)
     body = markdown.markdown(text, extensions=["tables", "fenced_code"])
     html_path.write_text(f"<!doctype html><meta charset='utf-8'><title>{run.name}</title>"
-                         "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:"
-                         "collapse}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style>"
+                         "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
+                         "table{border-collapse:collapse;display:block;overflow-x:auto;font-size:90%}"
+                         "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style>"
                          f"{body}")
     return md_path, html_path
 

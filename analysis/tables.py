@@ -7,7 +7,6 @@ import pandas as pd
 from .load import Run, load_anchors
 from .stats import fmt_delta, fmt_mean_std, paired_table
 
-METHOD_ARMS = ("student", "kd", "iakd_paper_default", "iakd_best")
 ALPHA = 0.05
 POWER = 0.8  # for the minimum detectable difference (analysis/sensitivity.py)
 
@@ -26,12 +25,21 @@ def seed_table(run: Run) -> pd.DataFrame:
     return _ok(run.trials).pivot_table(index="seed", columns="arm", values="test_acc")
 
 
+def method_arms(run: Run) -> list[str]:
+    """Table 1's rows: the arms whose recorded factor is ``method``, in the run's order, that have results."""
+    t = run.trials
+    if not len(t) or "factor" not in t:
+        return []
+    wide = seed_table(run)
+    return [a for a in dict.fromkeys(t.loc[t["factor"] == "method", "arm"]) if a in wide]
+
+
 def method_comparisons(run: Run) -> pd.DataFrame:
     """Table 1's family: every method arm vs the student and vs KD (paired on seeds); Holm across the family.
     Table 1, the conclusion and the sensitivity section all quote these rows, so they agree."""
     wide = seed_table(run)
-    arms = [a for a in METHOD_ARMS if a in wide]
-    return paired_table(wide, [(arm, ref) for arm in arms for ref in ("student", "kd") if arm != ref])
+    return paired_table(wide, [(arm, ref) for arm in method_arms(run) for ref in ("student", "kd")
+                               if arm != ref and ref in wide])
 
 
 def table1(run: Run) -> pd.DataFrame:
@@ -41,7 +49,15 @@ def table1(run: Run) -> pd.DataFrame:
     setting = f"{cfg['dataset']}: {cfg['teacher']} → {cfg['student']}"
     comparisons = method_comparisons(run).set_index(["arm", "reference"])
     rows = []
-    for arm in [a for a in METHOD_ARMS if a in wide]:
+    teacher = run.manifest.get("teacher") or {}
+    if teacher.get("test_acc") is not None:  # one trained teacher: its test accuracy, no spread, no test
+        row = {"setting": setting, "method": f"teacher ({teacher.get('arch', cfg['teacher'])})",
+               "test acc (%)": f"{teacher['test_acc']:.2f} (n=1)"}
+        for ref in ("student", "kd"):
+            if ref in wide:
+                row.update({f"Δ vs {ref} [95% CI]": "—", f"p vs {ref}": "—", f"p_holm vs {ref}": "—"})
+        rows.append(row)
+    for arm in method_arms(run):
         row = {"setting": setting, "method": arm, "test acc (%)": fmt_mean_std(wide[arm].dropna())}
         for ref in ("student", "kd"):
             if ref not in wide:

@@ -69,7 +69,8 @@ def main() -> int:
             failed |= not inside
             print(f"{metric} {method}: fp32 {part['fp32'].mean():.2f} +- {sd_fp32:.2f}, bf16 {part['bf16'].mean():.2f}"
                   f" +- {np.std(part['bf16'], ddof=1):.2f} (n={len(diff)}); bf16 - fp32 {mean:+.2f} "
-                  f"[{mean - half:+.2f}, {mean + half:+.2f}] -> {'inside the noise' if inside else 'OUTSIDE the noise'}")
+                  f"[{mean - half:+.2f}, {mean + half:+.2f}] -> "
+                  f"{'inside the noise' if inside else 'OUTSIDE the noise'}")
     speed = runs.groupby(["method", "asked"])["images_per_second"].mean().unstack()
     print("\ntrain img/s per run (1 thread, 2 at once):\n" + speed.round(0).to_string())
     return 1 if failed else 0

@@ -21,8 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, TrialConfig
+from .config import ConfigError, TrialConfig, fields_where
 from .presets import DEFAULT_PRESET, METHOD_DEFAULTS, PRESETS, preset_config
+
+# ``iakd teacher`` offers only what shapes a teacher: no student, swap or loss knobs (the recipe is CE only).
+SKIP = {"train": frozenset(),
+        "teacher": fields_where("swap", "loss") | {"student", "method", "units_per_stage", "epochs", "seed",
+                                                   "evaluate_test"}}
 
 
 def add_config_options(parser: argparse.ArgumentParser, skip: frozenset[str] = frozenset()) -> None:
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "train":
             p.add_argument("--output-dir", metavar="DIR", help="write student.pt, student_best.pt (if the best "
                                                                 "epoch is not the last), config.json, metrics.json")
-        add_config_options(p)
+        add_config_options(p, SKIP[name])
     args = parser.parse_args(argv)
     from .data import DataUnavailableError
     from .teacher import TeacherCacheError, get_teacher
@@ -128,12 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.preset not in PRESETS:
             fail(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
-        cfg = config_from_args(args)
+        cfg = config_from_args(args, SKIP[args.command])
         if args.command == "teacher":
             start = time.perf_counter()
             _, meta, cached = get_teacher(cfg, progress=_progress(f"teacher {cfg.teacher}", cfg.teacher_epochs))
-            out = {"teacher": cfg.teacher, "cached": cached, "val_acc": meta["val_acc"], "test_acc": meta.get("test_acc"),
-                   "key": meta.get("key"), "source": meta.get("source"), "seconds": round(time.perf_counter() - start, 2)}
+            out = {"teacher": cfg.teacher, "cached": cached, "val_acc": meta["val_acc"],
+                   "test_acc": meta.get("test_acc"), "key": meta.get("key"), "source": meta.get("source"),
+                   "seconds": round(time.perf_counter() - start, 2)}
         else:
             if args.output_dir:
                 check_output_dir(Path(args.output_dir))

@@ -13,19 +13,30 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .schedules import PROFILES, SCHEDULES, SWAP_MODES
+from .hybrid import TEACHER_BN_MODES
+from .presets import METHOD_DEFAULTS
+from .schedules import PARAMS, PROFILES, SCHEDULES, SWAP_MODES
 
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message says which key and what is allowed."""
 
 
-def _f(default: Any, help: str, **checks: Any) -> Any:
-    """A dataclass field carrying its help text and validation rules (choices, lo, hi, optional)."""
-    return field(default=default, metadata={"help": help, **checks})
+GROUPS = ("data", "method", "swap", "loss", "optimisation", "teacher", "numerics", "runtime")
 
 
-METHOD_NAMES = ("student", "kd", "iakd", "fitnet", "at")
+def _f(group: str, default: Any, help: str, runtime_only: bool = False, **checks: Any) -> Any:
+    """A dataclass field carrying its group, its help text and validation rules (choices, lo, hi).
+    ``runtime_only``: where and how fast it runs, never what it computes (paths, threads, device, eval batch)."""
+    assert group in GROUPS, group
+    return field(default=default, metadata={"group": group, "help": help, "runtime_only": runtime_only, **checks})
+
+
+# Random streams derived from a trial's seed, each its own generator so none disturbs another (primes, arbitrary).
+SWAP_SEED_OFFSET = 7919             # the hybrid's swap draws
+RECALIBRATION_SEED_OFFSET = 104729  # the batches BN recalibration reads
+
+METHOD_NAMES = tuple(METHOD_DEFAULTS)  # the method registry's names (methods.METHODS registers the same, tested)
 DATASET_NAMES = ("fashion-mnist", "cifar10", "cifar100", "synthetic")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -33,69 +44,83 @@ PRECISIONS = ("auto", "fp32", "bf16")
 @dataclass(frozen=True)
 class TrialConfig:
     # ---- data
-    dataset: str = _f("fashion-mnist", "dataset", choices=DATASET_NAMES)
-    data_root: str = _f("data", "folder holding the dataset (prepared automatically for fashion-mnist)")
-    download: bool = _f(False, "allow torchvision to download a missing dataset (needs internet)")
-    train_size: int | None = _f(None, "train subset size (None: all of the official train set left after val)", lo=1)
-    val_size: int = _f(5000, "validation images carved (seeded) from the official train set", lo=1)
-    split_seed: int = _f(0, "seed of the train/val split", lo=0)
-    image_size: int | None = _f(None, "resize images to this side length once at load (None: native)", lo=8)
-    crop_padding: int = _f(4, "random-crop padding in pixels (0: no crop augmentation)", lo=0, hi=16)
-    flip: bool = _f(True, "random horizontal flips")
+    dataset: str = _f("data", "fashion-mnist", "dataset", choices=DATASET_NAMES)
+    data_root: str = _f("data", "data", "folder holding the dataset (prepared automatically for fashion-mnist)",
+                        runtime_only=True)
+    download: bool = _f("data", False, "allow torchvision to download a missing dataset (needs internet)",
+                        runtime_only=True)
+    train_size: int | None = _f("data", None, "train subset size (None: all of the official train set left after "
+                                "val)", lo=1)
+    val_size: int = _f("data", 5000, "validation images carved (seeded) from the official train set", lo=1)
+    split_seed: int = _f("data", 0, "seed of the train/val split", lo=0)
+    image_size: int | None = _f("data", None, "resize images to this side length once at load (None: native)", lo=8)
+    crop_padding: int = _f("data", 4, "random-crop padding in pixels (0: no crop augmentation)", lo=0, hi=16)
+    flip: bool = _f("data", True, "random horizontal flips")
     # ---- networks and method
-    teacher: str = _f("resnet56", "teacher architecture (see iakd_core.models.MODELS)")
-    student: str = _f("resnet20", "student architecture")
-    method: str = _f("iakd", "training method", choices=METHOD_NAMES)
-    units_per_stage: int = _f(1, "swap-unit granularity: groups per stage (1 = one unit per stage)", lo=1)
+    teacher: str = _f("method", "resnet56", "teacher architecture (see iakd_core.models.MODELS)")
+    student: str = _f("method", "resnet20", "student architecture")
+    method: str = _f("method", "iakd", "training method", choices=METHOD_NAMES)
+    units_per_stage: int = _f("method", 1, "swap-unit granularity: groups per stage (1 = one unit per stage)", lo=1)
     # ---- swapping (iakd)
-    swap_schedule: str = _f("constant", "swap schedule p(t)", choices=tuple(SCHEDULES))
-    swap_p0: float = _f(0.5, "swap probability at the start (constant: the probability; theseus: b)", lo=0, hi=1)
-    swap_p1: float | None = _f(None, "swap probability at the end (linear, cosine, step)", lo=0, hi=1)
-    swap_step_at: float | None = _f(None, "training fraction where the step schedule jumps p0 -> p1", lo=0, hi=1)
-    swap_ramp_k: float | None = _f(None, "theseus slope k in p(t) = clip(p0 - k t)", lo=0, hi=100)
-    swap_profile: str = _f("uniform", "per-unit profile of swap probabilities", choices=tuple(PROFILES))
-    swap_mode: str = _f("bernoulli", "how a batch's swap mask is drawn", choices=tuple(SWAP_MODES))
+    swap_schedule: str = _f("swap", "constant", "swap schedule p(t)", choices=tuple(SCHEDULES))
+    for _name, _param in PARAMS.items():  # swap_p0, swap_p1, ...: one field per parameter of schedules.PARAMS
+        __annotations__[f"swap_{_name}"] = "float" if _param.default is not None else "float | None"
+        vars()[f"swap_{_name}"] = _f("swap", _param.default, _param.help, lo=_param.lo, hi=_param.hi)
+    del _name, _param
+    swap_profile: str = _f("swap", "uniform", "per-unit profile of swap probabilities", choices=tuple(PROFILES))
+    swap_mode: str = _f("swap", "bernoulli", "how a batch's swap mask is drawn", choices=tuple(SWAP_MODES))
+    teacher_bn: str = _f("swap", "eval", "BatchNorm of swapped-in teacher units: eval (the teacher's running "
+                         "statistics) or batch (the current batch's; the teacher's buffers never change)",
+                         choices=TEACHER_BN_MODES)
     # ---- losses
-    ce_weight: float = _f(1.0, "weight of cross-entropy on the trained network's (or hybrid's) logits", lo=0)
-    kd_weight: float = _f(0.0, "weight of the KD term T^2 KL(teacher || output) (kd, iakd)", lo=0)
-    kd_temperature: float = _f(4.0, "KD temperature T", lo=0.05, hi=100)
-    student_ce_weight: float = _f(0.0, "iakd: weight of CE of an extra student-only forward pass", lo=0)
-    feature_term: str = _f("none", "iakd: add a feature term on the hybrid's stage outputs",
+    ce_weight: float = _f("loss", 1.0, "weight of cross-entropy on the trained network's (or hybrid's) logits", lo=0)
+    kd_weight: float = _f("loss", 0.0, "weight of the KD term T^2 KL(teacher || output) (kd, iakd)", lo=0)
+    kd_temperature: float = _f("loss", 4.0, "KD temperature T", lo=0.05, hi=100)
+    student_ce_weight: float = _f("loss", 0.0, "iakd: weight of CE of an extra student-only forward pass", lo=0)
+    feature_term: str = _f("loss", "none", "iakd: add a feature term on the hybrid's stage outputs",
                            choices=("none", "fitnet", "at"))
-    feature_weight: float = _f(0.0, "weight of the feature term (fitnet: 100, at: 1000 in the literature)", lo=0)
-    hint_stage: int = _f(1, "fitnet: which stage's output (0-based) is hinted", lo=0)
-    bn_recalibration_batches: int = _f(0, "before each evaluation, recompute the student's BatchNorm statistics "
+    feature_weight: float = _f("loss", 0.0, "weight of the feature term (fitnet: 100, at: 1000 in the literature)",
+                               lo=0)
+    hint_stage: int = _f("loss", 1, "fitnet: which stage's output (0-based) is hinted", lo=0)
+    bn_recalibration_batches: int = _f("loss", 0, "before each evaluation, recompute the student's BatchNorm "
+                                       "statistics "
                                        "on this many student-only training batches (0: off)", lo=0, hi=10_000)
     # ---- optimisation
-    epochs: int = _f(10, "training epochs (the fidelity ASHA cuts)", lo=1, hi=10_000)
-    batch_size: int = _f(64, "batch size", lo=1, hi=65_536)
-    lr: float = _f(0.05, "initial learning rate", lo=0, hi=1000)
-    momentum: float = _f(0.9, "SGD momentum", lo=0, hi=1)
-    nesterov: bool = _f(False, "Nesterov momentum")
-    weight_decay: float = _f(5e-4, "weight decay", lo=0, hi=1)
-    lr_schedule: str = _f("multistep", "learning-rate schedule", choices=("multistep", "cosine", "constant"))
-    lr_milestones: tuple[float, ...] = _f((0.625, 0.75, 0.875), "multistep: fractions of training where lr *= gamma")
-    lr_gamma: float = _f(0.1, "multistep decay factor", lo=0, hi=1)
+    epochs: int = _f("optimisation", 10, "training epochs (the fidelity ASHA cuts)", lo=1, hi=10_000)
+    batch_size: int = _f("optimisation", 64, "batch size", lo=1, hi=65_536)
+    lr: float = _f("optimisation", 0.05, "initial learning rate", lo=0, hi=1000)
+    momentum: float = _f("optimisation", 0.9, "SGD momentum", lo=0, hi=1)
+    nesterov: bool = _f("optimisation", False, "Nesterov momentum")
+    weight_decay: float = _f("optimisation", 5e-4, "weight decay", lo=0, hi=1)
+    lr_schedule: str = _f("optimisation", "multistep", "learning-rate schedule",
+                          choices=("multistep", "cosine", "constant"))
+    lr_milestones: tuple[float, ...] = _f("optimisation", (0.625, 0.75, 0.875),
+                                          "multistep: fractions of training where lr *= gamma")
+    lr_gamma: float = _f("optimisation", 0.1, "multistep decay factor", lo=0, hi=1)
     # ---- teacher recipe (trained once and cached; see iakd_core.teacher)
-    teacher_epochs: int = _f(30, "epochs of the cached teacher's training", lo=1, hi=10_000)
-    teacher_train_size: int | None = _f(None, "images the cached teacher trains on (None: train_size); drawn from "
+    teacher_epochs: int = _f("teacher", 30, "epochs of the cached teacher's training", lo=1, hi=10_000)
+    teacher_train_size: int | None = _f("teacher", None, "images the cached teacher trains on (None: train_size); "
+                                        "drawn from "
                                         "the same seeded pool, so the student's images are a subset and val is "
                                         "never seen", lo=1)
-    teacher_seed: int = _f(0, "seed of the cached teacher's training", lo=0)
-    teacher_cache: str = _f("results/teachers", "folder of cached teachers")
-    teacher_weights: str | None = _f(None, "a teacher state_dict trained elsewhere (a .pt file, loaded with "
+    teacher_seed: int = _f("teacher", 0, "seed of the cached teacher's training", lo=0)
+    teacher_cache: str = _f("teacher", "results/teachers", "folder of cached teachers", runtime_only=True)
+    teacher_weights: str | None = _f("teacher", None, "a teacher state_dict trained elsewhere (a .pt file, loaded with "
                                      "weights_only=True and checked against the teacher architecture); replaces "
                                      "the cached teacher recipe")
-    # ---- runtime
-    seed: int = _f(0, "seed of initialisation, batch order, augmentation and swap draws", lo=0)
-    threads: int | None = _f(None, "torch CPU threads (None: torch's default)", lo=1, hi=1024)
-    device: str = _f("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
-    precision: str = _f("auto", "fp32, bf16 (autocast), or auto: bf16 where the device computes it natively "
+    # ---- runtime (seed and numerics change results; the fields marked runtime_only do not)
+    seed: int = _f("runtime", 0, "seed of initialisation, batch order, augmentation and swap draws", lo=0)
+    threads: int | None = _f("runtime", None, "torch CPU threads (None: torch's default)", lo=1, hi=1024,
+                             runtime_only=True)
+    device: str = _f("runtime", "auto", "auto (CUDA when present), cpu, cuda or cuda:N", runtime_only=True)
+    precision: str = _f("numerics", "auto", "fp32, bf16 (autocast), or auto: bf16 where the device computes it "
+                        "natively "
                         "(CUDA with bf16, CPUs with AVX512-BF16/AMX), else fp32; the manifest records the choice",
                         choices=PRECISIONS)
-    channels_last: bool = _f(True, "channels-last memory format (measured faster on CPU: bench/README.md)")
-    eval_batch_size: int = _f(1024, "batch size for evaluation", lo=1)
-    evaluate_test: bool = _f(False, "evaluate on the official test set at the end (final runs only, never tuning)")
+    channels_last: bool = _f("numerics", True, "channels-last memory format (measured faster on CPU: bench/README.md)")
+    eval_batch_size: int = _f("runtime", 1024, "batch size for evaluation", lo=1, runtime_only=True)
+    evaluate_test: bool = _f("runtime", False, "evaluate on the official test set at the end (final runs only, never "
+                             "tuning)", runtime_only=True)
 
     # ------------------------------------------------------------------------------------------------------------
     @classmethod
@@ -200,10 +225,13 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
     return value
 
 
-# Fields that change what a trained network is (everything but runtime/bookkeeping knobs).
-RUNTIME_FIELDS = frozenset(
-    {"data_root", "download", "teacher_cache", "threads", "device", "eval_batch_size", "evaluate_test"}
-)
+def fields_where(*groups: str, runtime_only: bool | None = None) -> frozenset[str]:
+    """Names of the TrialConfig fields in ``groups`` (all groups when none given), optionally only those that are
+    (or are not) runtime-only."""
+    return frozenset(f.name for f in dataclasses.fields(TrialConfig)
+                     if (not groups or f.metadata["group"] in groups)
+                     and (runtime_only is None or f.metadata["runtime_only"] == runtime_only))
+
 
 
 def stable_hash(values: dict[str, Any], length: int = 16) -> str:

@@ -2,34 +2,61 @@
 
 A swap mask is drawn per batch from the schedule (``draw_mask``); ``forward(x, mask)`` runs the hybrid. Teacher
 units are frozen by construction: their parameters have ``requires_grad=False`` and are never handed to the
-optimizer, and the teacher stays in eval mode (BatchNorm uses and never updates its running statistics), yet
-autograd flows *through* them to the student units before them. Realised swap counts are kept per unit.
+optimizer, and the teacher stays in eval mode, yet autograd flows *through* them to the student units before them.
+Their BatchNorm layers normalise with the teacher's running statistics (``teacher_bn="eval"``) or with the
+current batch's statistics (``"batch"``: a student's features may not match the statistics the teacher was
+trained on); in both modes the teacher's buffers never change. Realised swap counts are kept per unit.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 
 from .models import Backbone
-from .schedules import SWAP_MODES, schedule_value, unit_probabilities
-from .units import pair_units
+from .schedules import SWAP_MODES, unit_probabilities
+from .units import UnitPairing
+
+TEACHER_BN_MODES = ("eval", "batch")
+
+
+@contextlib.contextmanager
+def batch_statistics(unit: nn.Module) -> Iterator[None]:
+    """Within the block, ``unit``'s BatchNorm layers normalise with the batch's own statistics and update nothing
+    (training mode without running-statistics tracking makes ``F.batch_norm`` get no buffers)."""
+    norms = [m for m in unit.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.training, m.track_running_stats) for m in norms]
+    for m in norms:
+        m.training, m.track_running_stats = True, False
+    try:
+        yield
+    finally:
+        for m, (training, tracking) in zip(norms, saved, strict=True):
+            m.training, m.track_running_stats = training, tracking
 
 
 class HybridNetwork(nn.Module):
-    def __init__(self, student: Backbone, teacher: Backbone, units_per_stage: int, swap_schedule: str,
-                 schedule_params: dict[str, float], swap_profile: str, swap_mode: str, seed: int) -> None:
+    """``pairing`` (from :func:`units.pair_units`) says which student and teacher units stand for each other;
+    ``probability(progress)`` is the schedule p(t); ``profile`` and ``swap_mode`` turn it into one mask per batch."""
+
+    def __init__(self, student: Backbone, pairing: UnitPairing, probability: Callable[[float], float],
+                 profile: str = "uniform", swap_mode: str = "bernoulli", teacher_bn: str = "eval",
+                 seed: int = 0) -> None:
         super().__init__()
-        pairing = pair_units(teacher, student, units_per_stage)
+        if teacher_bn not in TEACHER_BN_MODES:
+            raise ValueError(f"teacher_bn={teacher_bn!r}: use one of {TEACHER_BN_MODES}")
         self.student = student
         # the teacher is kept out of the module tree: .train(), .parameters() and state_dict() never see it
         self._teacher_units = pairing.teacher_units
         self._student_units = pairing.student_units
         self.adapters_in, self.adapters_out = pairing.adapters_in, pairing.adapters_out
         self.num_units = pairing.num_units
-        self.units_per_stage = units_per_stage
-        self.schedule, self.schedule_params = swap_schedule, dict(schedule_params)
-        self.profile, self.draw = swap_profile, SWAP_MODES[swap_mode]
+        self.units_per_stage = pairing.units_per_stage
+        self.probability, self.teacher_bn = probability, teacher_bn
+        self.profile, self.draw = profile, SWAP_MODES[swap_mode]
         self.generator = torch.Generator().manual_seed(seed)  # swap draws never disturb data/init randomness
         self.reset_counts()
 
@@ -39,8 +66,7 @@ class HybridNetwork(nn.Module):
         self.probability_sum = 0.0
 
     def probabilities(self, progress: float) -> torch.Tensor:
-        p = schedule_value(self.schedule, progress, **self.schedule_params)
-        return torch.tensor(unit_probabilities(p, self.num_units, self.profile))
+        return torch.tensor(unit_probabilities(self.probability(progress), self.num_units, self.profile))
 
     def draw_mask(self, progress: float) -> torch.Tensor:
         """Draw one batch's mask (True = teacher unit) and count it."""
@@ -57,7 +83,9 @@ class HybridNetwork(nn.Module):
         feats = []
         for i, swapped in enumerate(mask):
             if swapped:
-                h = self.adapters_out[i](self._teacher_units[i](self.adapters_in[i](h)))
+                unit = self._teacher_units[i]
+                with batch_statistics(unit) if self.teacher_bn == "batch" else contextlib.nullcontext():
+                    h = self.adapters_out[i](unit(self.adapters_in[i](h)))
             else:
                 h = self._student_units[i](h)
             if stage_features and (i + 1) % self.units_per_stage == 0:

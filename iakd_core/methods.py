@@ -5,22 +5,25 @@ loss term needs no trainer change. The teacher is frozen by structure: it is not
 in no optimizer, no ``state_dict`` and no ``.train()`` call), its parameters have ``requires_grad=False``, and it is
 put in eval mode once and kept there.
 
-Add a method: subclass :class:`Method`, decorate it with ``@register("name")``, and add the name to
-``config.METHOD_NAMES``.
+Add a method: subclass :class:`Method`, decorate it with ``@register("name")``, and give its literature weights
+in ``presets.METHOD_DEFAULTS`` (the config's method names, the ablation's comparator arms and Table 1 follow).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import TrialConfig
+from .config import SWAP_SEED_OFFSET, TrialConfig
 from .hybrid import HybridNetwork
 from .losses import at_loss, fitnet_loss, kd_loss
 from .models import Backbone
+from .schedules import schedule_value
+from .units import pair_units
 
 METHODS: dict[str, type[Method]] = {}
 
@@ -122,8 +125,11 @@ class IAKD(Method):
     def __init__(self, cfg: TrialConfig, student: Backbone, teacher: Backbone,
                  teacher_targets: Backbone | None = None) -> None:
         super().__init__(cfg, student, teacher, teacher_targets)
-        self.hybrid = HybridNetwork(student, self.teacher, cfg.units_per_stage, cfg.swap_schedule,
-                                    cfg.schedule_params(), cfg.swap_profile, cfg.swap_mode, seed=cfg.seed + 7919)
+        params = cfg.schedule_params()
+        self.hybrid = HybridNetwork(
+            student, pair_units(self.teacher, student, cfg.units_per_stage),
+            functools.partial(schedule_value, cfg.swap_schedule, **params), cfg.swap_profile, cfg.swap_mode,
+            cfg.teacher_bn, seed=cfg.seed + SWAP_SEED_OFFSET)
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, progress: float):
         mask = self.hybrid.draw_mask(progress).tolist()

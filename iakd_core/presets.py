@@ -24,8 +24,10 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "kd": {"ce_weight": 0.1, "kd_weight": 0.9, "kd_temperature": 4.0},
     "fitnet": {"ce_weight": 1.0, "kd_weight": 0.0, "feature_weight": 100.0, "hint_stage": 1},
     "at": {"ce_weight": 1.0, "kd_weight": 0.0, "feature_weight": 1000.0},
+    # the paper's plain setting: constant p = 0.5, one unit per stage, every unit alike, CE on the hybrid only
     "iakd": {"ce_weight": 1.0, "kd_weight": 0.0, "student_ce_weight": 0.0, "swap_schedule": "constant",
-             "swap_p0": 0.5, "units_per_stage": 1},
+             "swap_p0": 0.5, "units_per_stage": 1, "swap_profile": "uniform", "swap_mode": "bernoulli",
+             "teacher_bn": "eval", "bn_recalibration_batches": 0},
 }
 
 _LAPTOP_DATA = dict(dataset="fashion-mnist", image_size=14, crop_padding=2, flip=True, split_seed=0)

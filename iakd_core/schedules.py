@@ -7,8 +7,10 @@ t is training progress in [0, 1] (optimizer steps done / total steps). Every val
 >>> [round(x, 3) for x in unit_probabilities(0.5, 3, "shallow_first")]
 [0.75, 0.5, 0.25]
 
-Add a schedule by decorating a function ``f(t, **params) -> float`` with ``@schedule("name", "param", ...)``;
-the names of its parameters are the config keys ``swap_<param>`` (see ``iakd_core.config``).
+Add a schedule by decorating a function ``f(t, **params) -> float`` with ``@schedule("name", "param", ...)``.
+Each parameter is declared once in ``PARAMS`` (help, valid range, search range, default); from there derive the
+config key ``swap_<param>`` (``iakd_core.config``), the sweep's search space (``study/space.py``) and the tables'
+columns. A new parameter is one ``PARAMS`` entry; a new schedule one decorated function.
 """
 
 from __future__ import annotations
@@ -18,6 +20,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+
+@dataclass(frozen=True)
+class ScheduleParam:
+    help: str
+    lo: float                       # valid range of the config value
+    hi: float
+    search: tuple[float, float]     # the sweep's range (uniform)
+    default: float | None = None    # config default (None: must be set by a schedule that uses it)
+
+
+# Every schedule parameter, once: config key swap_<name>.
+PARAMS: dict[str, ScheduleParam] = {
+    "p0": ScheduleParam("swap probability at the start (constant: the probability; theseus: b)", 0, 1, (0.0, 1.0),
+                        default=0.5),
+    "p1": ScheduleParam("swap probability at the end (linear, cosine, step)", 0, 1, (0.0, 1.0)),
+    "step_at": ScheduleParam("training fraction where the step schedule jumps p0 -> p1", 0, 1, (0.1, 0.9)),
+    "ramp_k": ScheduleParam("theseus slope k in p(t) = clip(p0 - k t)", 0, 100, (0.1, 3.0)),
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +52,10 @@ SCHEDULES: dict[str, ScheduleSpec] = {}
 
 
 def schedule(name: str, *params: str) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    unknown = [p for p in params if p not in PARAMS]
+    if unknown:
+        raise KeyError(f"schedule {name!r}: declare parameter(s) {unknown} in schedules.PARAMS first")
+
     def register(fn: Callable[..., float]) -> Callable[..., float]:
         SCHEDULES[name] = ScheduleSpec(fn, params, (fn.__doc__ or "").strip())
         return fn

@@ -18,17 +18,13 @@ from typing import Any
 import torch
 from filelock import FileLock
 
-from .config import RUNTIME_FIELDS, TrialConfig, stable_hash
+from .config import TrialConfig, fields_where, stable_hash
 from .data import DataSplits, load_splits, load_test
 from .models import Backbone, build_model
 
-# Trial fields a teacher's training does not depend on (they describe the student's run).
-STUDENT_FIELDS = frozenset({
-    "teacher", "student", "method", "units_per_stage", "swap_schedule", "swap_p0", "swap_p1", "swap_step_at",
-    "swap_ramp_k", "swap_profile", "swap_mode", "ce_weight", "kd_weight", "kd_temperature", "student_ce_weight",
-    "feature_term", "feature_weight", "hint_stage", "epochs", "seed", "teacher_epochs", "teacher_seed",
-    "teacher_train_size", "bn_recalibration_batches", "teacher_weights",
-})
+# What determines a trained teacher, besides its architecture, epochs and seed: its recipe's data, optimisation and
+# numerics fields (from the TrialConfig field groups), never the runtime-only ones.
+RECIPE_FIELDS = fields_where("data", "optimisation", "numerics", runtime_only=False)
 
 
 class TeacherCacheError(RuntimeError):
@@ -46,7 +42,7 @@ def teacher_recipe(cfg: TrialConfig) -> TrialConfig:
 
 def teacher_key(cfg: TrialConfig) -> str:
     recipe = teacher_recipe(cfg).to_dict()
-    determining = {k: v for k, v in recipe.items() if k not in RUNTIME_FIELDS | STUDENT_FIELDS}
+    determining = {k: v for k, v in recipe.items() if k in RECIPE_FIELDS}
     determining.update(arch=cfg.teacher, epochs=cfg.teacher_epochs, seed=cfg.teacher_seed)
     return stable_hash(determining)
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import TrialConfig
+from .config import RECALIBRATION_SEED_OFFSET, TrialConfig
 from .data import DataSplits, TensorDataset, steps_per_epoch, train_batches
 from .methods import Method
 
@@ -154,7 +154,7 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
     total_steps = cfg.epochs * steps
     result = FitResult()
     fill = data.fill
-    recal_gen = torch.Generator().manual_seed(cfg.seed + 104729)  # never disturbs the batch order
+    recal_gen = torch.Generator().manual_seed(cfg.seed + RECALIBRATION_SEED_OFFSET)  # not the batch order
     step = 0
     for epoch in range(1, cfg.epochs + 1):
         method.train()

@@ -90,6 +90,7 @@ class UnitPairing:
     teacher_units: list[nn.Sequential]
     adapters_in: nn.ModuleList  # nn.Identity where widths agree
     adapters_out: nn.ModuleList
+    units_per_stage: int = 1
 
     @property
     def num_units(self) -> int:
@@ -120,4 +121,4 @@ def pair_units(teacher: Backbone, student: Backbone, units_per_stage: int = 1) -
         same_in, same_out = ss.in_channels == ts.in_channels, ss.out_channels == ts.out_channels
         adapters_in.append(nn.Identity() if same_in else make_adapter(ss.in_channels, ts.in_channels))
         adapters_out.append(nn.Identity() if same_out else make_adapter(ts.out_channels, ss.out_channels))
-    return UnitPairing(s_units, t_units, adapters_in, adapters_out)
+    return UnitPairing(s_units, t_units, adapters_in, adapters_out, units_per_stage)

@@ -2,16 +2,19 @@
 full fidelity, each evaluated once on the official test set (the only place the test set is used).
 
 Arms (all on the same seeds):
-  student            the student alone (CE)
-  kd                 Hinton KD with literature weights (T = 4, 0.9 KL / 0.1 CE)
-  iakd_best          the sweep's best full-fidelity config
-  iakd_paper_default constant p = 0.5, one unit per stage, CE only
-  constant_mean_p    best, schedule -> constant at the same mean p           (if the best is not constant)
-  no_swap            best, p = 0 (no teacher unit ever swapped in)
-  granularity_<g>    best, at each other supported granularity
-  minus_kd           best without its KD term                                (if it has one)
-  minus_student_ce   best without its student-only CE term                   (if it has one)
-  minus_bn_recalibration  best without BN recalibration before evaluation  (if it uses it)
+  student, kd, fitnet, at  every conventional method of the registry (``presets.METHOD_DEFAULTS``), with its
+                           literature weights, no IAKD terms
+  iakd_paper_default       constant p = 0.5, one unit per stage, CE only
+  iakd_best                the sweep's best full-fidelity config
+  iakd_best_plus_kd        best + the KD term with KD's literature weight and T    (if the best has no KD term)
+  constant_mean_p          best, schedule -> constant at the same mean p           (if the best is not constant)
+  no_swap                  best, p = 0 (no teacher unit ever swapped in)
+  granularity_<g>          best, at each other supported granularity
+  teacher_bn_<mode>        best, with the other BatchNorm mode of swapped-in teacher units (eval / batch)
+  minus_kd                 best without its KD term                                (if it has one)
+  minus_student_ce         best without its student-only CE term                   (if it has one)
+  minus_bn_recalibration   best without BN recalibration before evaluation         (if it uses it)
+Each arm's factor (the table it belongs to) is recorded in the trials table, so analysis/ needs no list of arms.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from iakd_core.config import TrialConfig
+from iakd_core.hybrid import TEACHER_BN_MODES
 from iakd_core.presets import METHOD_DEFAULTS
 from iakd_core.schedules import mean_probability
 
@@ -28,10 +32,12 @@ from .progress import Progress
 from .records import result_tables, trial_row
 from .runner import Session, Tables, train_and_report, trial_resources
 
+CONVENTIONAL = tuple(m for m in METHOD_DEFAULTS if m != "iakd")  # student, kd, fitnet, at
+
 # Which table each arm belongs to (an arm may serve several; iakd_best is the reference row of every ablation).
 FACTORS = {
-    "student": "method", "kd": "method", "iakd_best": "method", "iakd_paper_default": "method",
-    "constant_mean_p": "schedule", "no_swap": "schedule",
+    **{m: "method" for m in CONVENTIONAL}, "iakd_paper_default": "method", "iakd_best": "method",
+    "iakd_best_plus_kd": "method", "constant_mean_p": "schedule", "no_swap": "schedule",
     "minus_kd": "loss", "minus_student_ce": "loss", "minus_bn_recalibration": "loss",
 }
 
@@ -42,14 +48,11 @@ def ablation_arms(best: dict[str, Any], granularities: list[int]) -> dict[str, d
     """Arm name -> config overrides applied on top of the best config."""
     cfg = TrialConfig.from_dict(best)
     arms: dict[str, dict[str, Any]] = {
-        "student": {"method": "student", "bn_recalibration_batches": 0, **NO_EXTRA_TERMS,
-                    **METHOD_DEFAULTS["student"]},
-        "kd": {"method": "kd", "bn_recalibration_batches": 0, **NO_EXTRA_TERMS, **METHOD_DEFAULTS["kd"]},
-        "iakd_best": {},
-        "iakd_paper_default": {"method": "iakd", "swap_schedule": "constant", "swap_p0": 0.5,
-                               "swap_profile": "uniform", "units_per_stage": 1, "swap_mode": "bernoulli",
-                               "ce_weight": 1.0, "bn_recalibration_batches": 0, **NO_EXTRA_TERMS},
-    }
+        m: {"method": m, "bn_recalibration_batches": 0, **NO_EXTRA_TERMS, **METHOD_DEFAULTS[m]} for m in CONVENTIONAL}
+    arms["iakd_paper_default"] = {"method": "iakd", **NO_EXTRA_TERMS, **METHOD_DEFAULTS["iakd"]}
+    arms["iakd_best"] = {}
+    if cfg.kd_weight == 0:
+        arms["iakd_best_plus_kd"] = {k: METHOD_DEFAULTS["kd"][k] for k in ("kd_weight", "kd_temperature")}
     if cfg.swap_schedule != "constant":
         arms["constant_mean_p"] = {"swap_schedule": "constant",
                                    "swap_p0": round(mean_probability(cfg.swap_schedule, **cfg.schedule_params()), 6)}
@@ -57,6 +60,9 @@ def ablation_arms(best: dict[str, Any], granularities: list[int]) -> dict[str, d
     for g in granularities:
         if g != cfg.units_per_stage:
             arms[f"granularity_{g}"] = {"units_per_stage": g}
+    for mode in TEACHER_BN_MODES:
+        if mode != cfg.teacher_bn:
+            arms[f"teacher_bn_{mode}"] = {"teacher_bn": mode}
     if cfg.kd_weight > 0:
         arms["minus_kd"] = {"kd_weight": 0.0}
     if cfg.student_ce_weight > 0:
@@ -67,7 +73,10 @@ def ablation_arms(best: dict[str, Any], granularities: list[int]) -> dict[str, d
 
 
 def factor_of(arm: str) -> str:
-    return "granularity" if arm.startswith("granularity_") else FACTORS[arm]
+    for prefix in ("granularity", "teacher_bn"):
+        if arm.startswith(prefix + "_"):
+            return prefix
+    return FACTORS[arm]
 
 
 def arm_config(base: dict[str, Any], arms: dict[str, dict[str, Any]], arm: str, seed: int) -> dict[str, Any]:

@@ -64,3 +64,7 @@ class Progress(tune.Callback):
         self.counts["done"] += 1
         self.counts["failed"] += 1
         self._print([t for t in trials if t is not trial], force=True)
+
+    def on_experiment_end(self, trials, **info):
+        """The closing line: nothing is running any more (a trial cut short by a signal is not 'running')."""
+        print(self.line(0), file=sys.stderr, flush=True)

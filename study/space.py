@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from iakd_core.schedules import PROFILES, SCHEDULES, SWAP_MODES
+from iakd_core.hybrid import TEACHER_BN_MODES
+from iakd_core.presets import METHOD_DEFAULTS
+from iakd_core.schedules import PARAMS, PROFILES, SCHEDULES, SWAP_MODES
 
 SWITCHES = ("use_kd", "use_student_ce")
 
@@ -22,16 +24,12 @@ class SearchSpace:
 
     def __call__(self, trial) -> None:
         schedule = trial.suggest_categorical("swap_schedule", list(SCHEDULES))
-        trial.suggest_float("swap_p0", 0.0, 1.0)
-        if schedule in ("linear", "cosine", "step"):
-            trial.suggest_float("swap_p1", 0.0, 1.0)
-        if schedule == "step":
-            trial.suggest_float("swap_step_at", 0.1, 0.9)
-        if schedule == "theseus":
-            trial.suggest_float("swap_ramp_k", 0.1, 3.0)
+        for name in SCHEDULES[schedule].params:  # only the chosen schedule's parameters, in their search ranges
+            trial.suggest_float(f"swap_{name}", *PARAMS[name].search)
         trial.suggest_categorical("swap_profile", list(PROFILES))
         trial.suggest_categorical("units_per_stage", self.granularities)
         trial.suggest_categorical("swap_mode", list(SWAP_MODES))
+        trial.suggest_categorical("teacher_bn", list(TEACHER_BN_MODES))
         if trial.suggest_categorical("use_kd", [False, True]):
             trial.suggest_float("kd_weight", 0.05, 1.0, log=True)
             trial.suggest_float("kd_temperature", 1.0, 8.0)
@@ -43,10 +41,12 @@ class SearchSpace:
             trial.suggest_float("weight_decay", 1e-5, 1e-3, log=True)
 
 
-# The paper's plain setting: constant p = 0.5, one unit per stage, CE on the hybrid only.
+# The paper's plain setting (presets.METHOD_DEFAULTS["iakd"]) as a point of this space: always trial 0.
+_PAPER = METHOD_DEFAULTS["iakd"]
 REFERENCE_POINT: dict[str, Any] = {
-    "swap_schedule": "constant", "swap_p0": 0.5, "swap_profile": "uniform", "units_per_stage": 1,
-    "swap_mode": "bernoulli", "use_kd": False, "use_student_ce": False, "bn_recalibration_batches": 0,
+    **{k: _PAPER[k] for k in ("swap_schedule", "swap_p0", "swap_profile", "units_per_stage", "swap_mode",
+                              "teacher_bn", "bn_recalibration_batches")},
+    "use_kd": _PAPER["kd_weight"] > 0, "use_student_ce": _PAPER["student_ce_weight"] > 0,
 }
 
 

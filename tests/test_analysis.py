@@ -70,8 +70,9 @@ def make_sweep(folder, n=12, seed=0, objective="acc"):
 def make_ablation(folder, sweep, deltas, seeds=(1000, 1001, 1002), teacher_test=80.0, noise=0.2):
     rows = []
     rng = np.random.default_rng(1)
-    factor = {"student": "method", "kd": "method", "iakd_best": "method", "iakd_paper_default": "method",
-              "no_swap": "schedule", "granularity_2": "granularity", "minus_kd": "loss"}
+    factor = {"student": "method", "kd": "method", "fitnet": "method", "at": "method", "iakd_best": "method",
+              "iakd_paper_default": "method", "iakd_best_plus_kd": "method", "no_swap": "schedule",
+              "granularity_2": "granularity", "minus_kd": "loss"}
     for arm, delta in deltas.items():
         for s in seeds:
             rows.append({"trial_id": f"{arm}{s}", "arm": arm, "factor": factor[arm], "seed": s, "status": "COMPLETE",
@@ -88,16 +89,20 @@ def make_ablation(folder, sweep, deltas, seeds=(1000, 1001, 1002), teacher_test=
     return folder
 
 
-ARMS = {"student": 0.0, "kd": 1.5, "iakd_best": 3.0, "iakd_paper_default": 2.0, "no_swap": 1.0,
-        "granularity_2": 2.5, "minus_kd": 2.0}
+ARMS = {"student": 0.0, "kd": 1.5, "fitnet": 0.5, "at": 0.7, "iakd_paper_default": 2.0, "iakd_best": 3.0,
+        "no_swap": 1.0, "granularity_2": 2.5, "minus_kd": 2.0}
 
 
 def test_table1_shape_rounding_and_holm(tmp_path):
     sweep = make_sweep(tmp_path / "s")
     run = load_run(make_ablation(tmp_path / "a", sweep, ARMS))
     t1 = table1(run)
-    assert list(t1["method"]) == ["student", "kd", "iakd_paper_default", "iakd_best"]
-    assert t1.loc[0, "Δ vs student [95% CI]"] == "—"
+    # the teacher's own row first (one network: no spread, no test), then every method arm in the run's order
+    assert list(t1["method"]) == ["teacher (resnet56)", "student", "kd", "fitnet", "at", "iakd_paper_default",
+                                  "iakd_best"]
+    assert t1.loc[0, "test acc (%)"] == "80.00 (n=1)" and t1.loc[0, "p_holm vs kd"] == "—"
+    assert t1.loc[1, "Δ vs student [95% CI]"] == "—"
+    assert t1.set_index("method").loc["fitnet", "p_holm vs kd"] != "—"
     best = t1.set_index("method").loc["iakd_best"]
     assert best["Δ vs student [95% CI]"].startswith("+3.0") or best["Δ vs student [95% CI]"].startswith("+2.9")
     assert best["test acc (%)"].endswith("(n=3)") and "±" in best["test acc (%)"]
@@ -127,15 +132,38 @@ def test_report_has_every_section_and_an_honest_conclusion(tmp_path):
 
 
 def test_figures_render_with_agg_and_report_files_are_written(tmp_path):
-    sweep = load_run(make_sweep(tmp_path / "s"))
+    sweep = load_run(make_sweep(tmp_path / "s", objective="acc+cost"))
     paths = plot_run(sweep)
     names = {p.stem for p in paths}
     assert {"best_so_far", "schedules_top", "accuracy_vs_swap", "parallel_coordinates", "pareto"} <= names
     assert all(p.stat().st_size > 1000 for p in paths)
+    before = {p: p.read_bytes() for p in paths}
+    plot_run(sweep)  # regenerating from unchanged data changes no byte
+    assert all(p.read_bytes() == data for p, data in before.items())
+    single = load_run(make_sweep(tmp_path / "s1"))
+    assert "pareto" not in {p.stem for p in plot_run(single)}  # one objective: no trade-off figure
     run = load_run(make_ablation(tmp_path / "a", tmp_path / "s", ARMS))
     md, html = write_report(run)
     assert (tmp_path / "a" / "figures" / "ablation_bars.svg").exists()
     assert "<table>" in html.read_text() and "ablation_bars.png" in md.read_text()
+
+
+def test_report_folder_copied_alone_shows_every_figure_with_a_caption(tmp_path):
+    import re
+    import shutil
+
+    make_sweep(tmp_path / "s")
+    write_report(load_run(make_ablation(tmp_path / "a", tmp_path / "s", ARMS)))
+    alone = tmp_path / "mailed" / "a"
+    shutil.copytree(tmp_path / "a", alone)  # without the sweep folder beside it
+    for name in ("report.md", "report.html"):
+        text = (alone / name).read_text()
+        links = re.findall(r'!\[[^\]]*\]\(([^)]+)\)', text) + re.findall(r'<img[^>]+src="([^"]+)"', text)
+        assert any("sweep/best_so_far.png" in link for link in links) and any("ablation_bars" in x for x in links)
+        for link in links:
+            assert ".." not in link and (alone / link).is_file(), link
+    md = (alone / "report.md").read_text()
+    assert md.count("*Figure: ") == len(re.findall(r'!\[', md))  # every image has its caption
 
 
 def test_pareto_front_keeps_only_undominated_points():

@@ -55,7 +55,7 @@ def test_config_file_replays_the_run_and_flags_override_it(trained, tmp_path):
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["val_acc"] == metrics["val_acc"]
     yaml_file = tmp_path / "base.yaml"
-    yaml_file.write_text(f"preset_ignored: 1\n")
+    yaml_file.write_text("preset_ignored: 1\n")
     bad = cli("train", "--preset", "smoke", "--config", str(yaml_file))
     assert bad.returncode == 2 and "unknown config key(s) ['preset_ignored']" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1

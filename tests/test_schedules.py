@@ -56,3 +56,57 @@ def test_exactly_k_swaps_expected_number_and_respects_zero_probability():
     assert set(per_batch.tolist()) == {1, 2}  # E[k] = 1.5: one or two units, never another number
     assert per_batch.float().mean().item() == pytest.approx(1.5, abs=0.06)
     assert counts[:, 3].sum() == 0
+
+
+def test_a_new_schedule_parameter_is_one_registry_entry(tmp_path):
+    """Add a schedule with a parameter no schedule had, in a copy of the package's schedules.py only: the config
+    field and its validation, the sweep's search space and the tables' columns follow."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import iakd_core
+
+    copy = tmp_path / "iakd_core"
+    shutil.copytree(Path(iakd_core.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    source = copy / "schedules.py"
+    text = source.read_text()
+    text = text.replace('PARAMS: dict[str, ScheduleParam] = {', 'PARAMS: dict[str, ScheduleParam] = {\n'
+                        '    "half_life": ScheduleParam("exp: half-life as a fraction of training", 0.01, 10, '
+                        '(0.05, 1.0)),', 1)
+    text += ('\n\n@schedule("exp", "p0", "half_life")\ndef exp(t, p0, half_life):\n'
+             '    """p(t) = p0 2^(-t / half_life)."""\n    return p0 * 2 ** (-t / half_life)\n')
+    source.write_text(text)
+    check = '''
+import iakd_core, optuna
+from iakd_core.config import ConfigError, TrialConfig
+from study.space import SearchSpace, to_trial_config
+from study.ledger import TrialRecord
+from study.records import schedule_params, trial_row
+assert iakd_core.__file__.startswith(COPY), iakd_core.__file__
+cfg = TrialConfig.from_dict({"swap_schedule": "exp", "swap_half_life": 0.25})
+assert cfg.schedule_params() == {"p0": 0.5, "half_life": 0.25}
+for bad in ({"swap_schedule": "exp"}, {"swap_schedule": "exp", "swap_half_life": 50}):
+    try:
+        TrialConfig.from_dict(bad)
+        raise SystemExit(f"accepted {bad}")
+    except ConfigError:
+        pass
+study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+space = SearchSpace([1, 2])
+while not any(t.params.get("swap_schedule") == "exp" for t in study.trials):
+    trial = study.ask()
+    space(trial)
+    study.tell(trial, 0.0)
+params = next(t.params for t in study.trials if t.params["swap_schedule"] == "exp")
+assert 0.05 <= params["swap_half_life"] <= 1.0, params
+TrialConfig.from_dict(to_trial_config(params))
+assert schedule_params(cfg.to_dict()) == {"p0": 0.5, "half_life": 0.25}
+row = trial_row("t0000", "COMPLETE", TrialRecord(), cfg.to_dict())
+assert row["swap_half_life"] == 0.25 and 0 < row["swap_mean_p"] < 0.5, row
+print("ok")
+'''.replace("COPY", repr(str(copy)))
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

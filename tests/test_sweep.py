@@ -69,6 +69,10 @@ def test_sweep_writes_the_result_files_with_their_columns(smoke_run):
     assert manifest["versions"]["ray"] and manifest["machine"]["cpus"] and "run_sweep.py" in manifest["command"]
     assert manifest["runtime"]["precision"] in ("fp32", "bf16") and manifest["storage"] is None  # relocatable
     assert "7/7 done" in proc.stderr and "best val_acc" in proc.stderr  # the live view
+    status_lines = [line for line in proc.stderr.splitlines() if line.startswith("[")]
+    assert "| 0 running |" in status_lines[-1]  # the closing line shows nothing still running
+    events = list((run_dir / "ray").rglob("events.out.tfevents.*"))  # TensorBoard: curves and hparams per trial
+    assert events and any(b"hparams" in e.read_bytes() and b"val_acc" in e.read_bytes() for e in events)
 
 
 def test_statuses_in_the_study_match_the_trials_table(smoke_run):

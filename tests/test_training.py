@@ -29,8 +29,9 @@ def build(cfg):
     return data, teacher, build_method(cfg, student, teacher)
 
 
-def test_teacher_weights_and_bn_statistics_are_bit_identical_after_iakd_training(cfg):
-    cfg = cfg.replace(swap_p0=0.9, kd_weight=0.5, student_ce_weight=0.5)
+@pytest.mark.parametrize("teacher_bn", ["eval", "batch"])
+def test_teacher_weights_and_bn_statistics_are_bit_identical_after_iakd_training(cfg, teacher_bn):
+    cfg = cfg.replace(swap_p0=0.9, kd_weight=0.5, student_ce_weight=0.5, teacher_bn=teacher_bn)
     data, teacher, method = build(cfg)
     before = copy.deepcopy(teacher.state_dict())
     fit(method, data, cfg, torch.device("cpu"))
@@ -38,6 +39,7 @@ def test_teacher_weights_and_bn_statistics_are_bit_identical_after_iakd_training
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)  # includes running_mean/var/num_batches_tracked
     assert not teacher.training and all(not m.training for m in teacher.modules())
+    assert all(m.track_running_stats for m in teacher.modules() if isinstance(m, torch.nn.BatchNorm2d))
     assert method.hybrid.swap_counts.sum() == 0  # counters reset at each epoch's end
     assert method.hybrid.batches == 0
 

@@ -45,11 +45,11 @@ def test_incompatible_pair_is_a_clear_error():
         pair_units(teacher, student)
 
 
-def make_hybrid(units_per_stage=1, t="resnet26", s="resnet14"):
+def make_hybrid(units_per_stage=1, t="resnet26", s="resnet14", teacher_bn="eval"):
     teacher, student = pair(t, s)
     teacher.requires_grad_(False).eval()
-    return HybridNetwork(student, teacher, units_per_stage, "constant", {"p0": 0.5}, "uniform", "bernoulli", 0), \
-        teacher, student
+    pairing = pair_units(teacher, student, units_per_stage)
+    return HybridNetwork(student, pairing, lambda t: 0.5, teacher_bn=teacher_bn), teacher, student
 
 
 def test_all_units_swapped_is_the_teacher_backbone_between_student_stem_and_head():
@@ -80,6 +80,28 @@ def test_gradients_reach_student_units_before_a_swapped_teacher_unit():
     assert all(p.grad is None for p in teacher.parameters())
 
 
+def test_batch_statistics_mode_normalises_swapped_units_by_the_batch_and_changes_no_teacher_buffer():
+    hybrid, teacher, student = make_hybrid(teacher_bn="batch")
+    student.eval()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    x = torch.randn(8, 1, 14, 14) * 3 + 1  # far from the statistics the teacher's buffers hold
+    batch_mode, _ = hybrid(x, [True, True, True])
+    hybrid.teacher_bn = "eval"
+    eval_mode, _ = hybrid(x, [True, True, True])
+    assert not torch.allclose(batch_mode, eval_mode)
+    h = student.stem(x)  # by hand: the teacher's blocks with every BatchNorm on batch statistics
+    for stage in teacher.stages:
+        for block in stage:
+            for m in block.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.forward = (lambda bn: lambda z: torch.nn.functional.batch_norm(
+                        z, None, None, bn.weight, bn.bias, True, 0.0, bn.eps))(m)
+            h = block(h)
+    assert torch.allclose(batch_mode, student.head(h), atol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    assert not teacher.training and all(not m.training for m in teacher.modules())
+
+
 def test_hybrid_registers_no_teacher_parameters():
     hybrid, teacher, student = make_hybrid()
     teacher_ids = {id(p) for p in teacher.parameters()}
@@ -93,7 +115,7 @@ def test_hybrid_registers_no_teacher_parameters():
 def test_realised_swap_rate_of_every_unit_matches_its_scheduled_probability(mode, profile, p):
     teacher, student = pair()
     teacher.requires_grad_(False).eval()
-    hybrid = HybridNetwork(student, teacher, 2, "constant", {"p0": p}, profile, mode, 0)  # 6 units
+    hybrid = HybridNetwork(student, pair_units(teacher, student, 2), lambda t: p, profile, mode)  # 6 units
     scheduled = unit_probabilities(p, hybrid.num_units, profile)
     n = 4000
     for _ in range(n):
