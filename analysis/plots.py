@@ -236,6 +236,7 @@ def plot_run(run: Run, out: Path | None = None) -> list[Path]:
     figures = ABLATION_FIGURES if run.kind == "ablation" else SWEEP_FIGURES
     paths: list[Path] = []
     for fn in figures:
+        np.random.seed(0)  # seaborn's strip-plot jitter draws from numpy's global generator
         paths += fn(run, out)
     return paths
 

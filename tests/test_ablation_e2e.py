@@ -76,4 +76,4 @@ def test_sweep_then_ablation_then_plots_then_report(tmp_path, teacher_cache):
     text = (run_dir / "report.md").read_text()
     assert "## Table 1 — methods" in text and "## Conclusion" in text and "best IAKD configuration" in text
     assert "## Can this setting detect an effect?" in text
-    assert (run_dir / "report.html").exists() and (tmp_path / "s" / "figures" / "best_so_far.png").exists()
+    assert (run_dir / "report.html").exists() and (run_dir / "figures" / "sweep" / "best_so_far.png").exists()

@@ -108,5 +108,6 @@ assert row["swap_half_life"] == 0.25 and 0 < row["swap_mean_p"] < 0.5, row
 print("ok")
 '''.replace("COPY", repr(str(copy)))
     env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env, timeout=120,
+                         cwd=tmp_path)  # not the repository root, whose iakd_core would come first
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
