@@ -87,16 +87,30 @@ def comparisons_vs_best(run: Run, factor: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _set(value) -> bool:
+    return value is not None and value == value  # not None, not NaN
+
+
+def describe_config(c) -> str:
+    """A short summary of an IAKD config (a dict or a table row): the one used by progress lines and reports."""
+    parts = [f"{c.get('swap_schedule', '?')} p0={c.get('swap_p0', 0):.2f}"]
+    for name in ("p1", "step_at", "ramp_k"):
+        if _set(c.get(f"swap_{name}")):
+            parts.append(f"{name}={c[f'swap_{name}']:.2f}")
+    parts.append(f"g={int(c.get('units_per_stage', 1))}")
+    if _set(c.get("kd_weight")) and c["kd_weight"]:
+        parts.append(f"kd={c['kd_weight']:.2f} T={c.get('kd_temperature', 4.0):.1f}")
+    if _set(c.get("student_ce_weight")) and c["student_ce_weight"]:
+        parts.append(f"sce={c['student_ce_weight']:.2f}")
+    if _set(c.get("bn_recalibration_batches")) and c["bn_recalibration_batches"]:
+        parts.append("bn-recal")
+    if c.get("teacher_bn") == "batch":
+        parts.append("teacher-bn=batch")
+    return " ".join(parts)
+
+
 def describe_best(row: pd.Series) -> str:
-    parts = [f"{row['swap_schedule']} p0={row['swap_p0']:.2f}"]
-    if row.get("swap_p1") == row.get("swap_p1") and row.get("swap_p1") is not None:
-        parts.append(f"p1={row['swap_p1']:.2f}")
-    parts.append(f"mean p={row['swap_mean_p']:.2f}, {int(row['units_per_stage'])} unit(s)/stage")
-    if row["kd_weight"]:
-        parts.append(f"KD {row['kd_weight']:.2f} (T={row['kd_temperature']:.1f})")
-    if row["student_ce_weight"]:
-        parts.append(f"student CE {row['student_ce_weight']:.2f}")
-    return ", ".join(parts)
+    return f"{describe_config(row)} (mean p={row['swap_mean_p']:.2f})"
 
 
 def describe_change(run: Run, arm: str) -> str:

@@ -235,10 +235,8 @@ def train_batches(data: TensorDataset, batch_size: int, generator: torch.Generat
                   fill: torch.Tensor):
     """One epoch of shuffled, augmented (images, labels) batches; the last partial batch is dropped if tiny."""
     order = torch.randperm(len(data), generator=generator)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        if len(idx) < 2 and start > 0:  # a 1-sample batch breaks BatchNorm
-            break
+    for start, end in batch_bounds(len(order), batch_size):
+        idx = order[start:end]
         x = data.images[idx]
         if padding:
             x = random_crop(x, padding, fill, generator)
@@ -247,6 +245,12 @@ def train_batches(data: TensorDataset, batch_size: int, generator: torch.Generat
         yield x, data.labels[idx]
 
 
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, end) of each batch of an epoch over ``n`` images; a trailing 1-image batch is dropped (it breaks
+    BatchNorm) unless it is the only one."""
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    return bounds[:-1] if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < 2 else bounds
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
-    full, rest = divmod(n, batch_size)
-    return full + (1 if rest >= 2 or (rest and full == 0) else 0)
+    return len(batch_bounds(n, batch_size))

@@ -1,4 +1,7 @@
-"""Training methods, one small class each (mdistiller style), in one registry.
+"""Training methods in one registry. A method is a named set of loss terms: the base class computes CE, the KD term
+and a feature term from the config's weights, so student, KD, FitNet and AT are that base with their literature
+weights (``presets.METHOD_DEFAULTS``) and own no code beyond a name; IAKD owns its forward (the hybrid) and its
+swap statistics.
 
 ``forward_train(x, y, progress)`` returns ``(logits, {term: weighted loss})``; the trainer sums the dict, so a new
 loss term needs no trainer change. The teacher is frozen by structure: it is not a registered submodule (so it is

@@ -18,6 +18,10 @@ PUBLISHED_PAIRS = (
     ("resnet32x4", "resnet8x4"), ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"),
 )
 
+# Every optional loss term off (a conventional method's base; the teacher's CE-only recipe).
+NO_EXTRA_TERMS: dict[str, Any] = {"kd_weight": 0.0, "student_ce_weight": 0.0, "feature_weight": 0.0,
+                                  "feature_term": "none"}
+
 # Literature defaults of each method's own weights, applied when a method is chosen without explicit weights.
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "student": {"ce_weight": 1.0, "kd_weight": 0.0, "feature_weight": 0.0},

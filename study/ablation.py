@@ -24,7 +24,7 @@ from typing import Any
 
 from iakd_core.config import TrialConfig
 from iakd_core.hybrid import TEACHER_BN_MODES
-from iakd_core.presets import METHOD_DEFAULTS
+from iakd_core.presets import METHOD_DEFAULTS, NO_EXTRA_TERMS
 from iakd_core.schedules import mean_probability
 
 from .ledger import TrialRecord, read_all
@@ -40,8 +40,6 @@ FACTORS = {
     "iakd_best_plus_kd": "method", "constant_mean_p": "schedule", "no_swap": "schedule",
     "minus_kd": "loss", "minus_student_ce": "loss", "minus_bn_recalibration": "loss",
 }
-
-NO_EXTRA_TERMS = {"kd_weight": 0.0, "student_ce_weight": 0.0, "feature_weight": 0.0, "feature_term": "none"}
 
 
 def ablation_arms(best: dict[str, Any], granularities: list[int]) -> dict[str, dict[str, Any]]:

@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+MLFLOW_DEFAULT = "mlruns"  # --mlflow without a URI: a file store in the run folder (resolved per session)
+
 
 def fail(message: str) -> None:
     """One line on stderr, exit code 2: the project's answer to bad input."""

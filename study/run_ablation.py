@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from study.cli import OneLineParser, check_writable, fail, positive_int, run_command
+from study.cli import MLFLOW_DEFAULT, OneLineParser, check_writable, fail, positive_int, run_command
 
 SEED_OFFSET = 1000  # ablation seeds = sweep seed + SEED_OFFSET + i: never a seed the sweep trained with
 
@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="results/ablations", help="where run folders go")
     p.add_argument("--concurrency", type=positive_int, help="trials at once (default: the sweep's)")
     p.add_argument("--cpus-per-trial", type=positive_int, help="CPUs per trial (default: the sweep's)")
+    p.add_argument("--mlflow", nargs="?", const=MLFLOW_DEFAULT, default=None, metavar="URI",
+                   help="also log every trial to MLflow (optional extra: pip install -e '.[mlflow]'); without URI "
+                        "a file store mlruns/ in the run folder")
     p.add_argument("--address", help="Ray cluster address (default: a private local Ray)")
     p.add_argument("--resume", metavar="RUN", help="finish an interrupted ablation run")
     p.add_argument("--data-root", default=None, help="dataset folder (default: the sweep's)")
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     manifest = {"args": vars(args), "base_config": base, "preset": sweep.get("preset"), "seeds": seeds,
                 "arms": arms, "budget": len(arms) * len(seeds), "settings": settings,
                 "granularities": sweep["granularities"], "source_best": best, "address": args.address,
-                "source_sweep": os.path.relpath(sweep_dir, run_dir), "source_sweep_status": sweep.get("status")}
+                "source_sweep": os.path.relpath(sweep_dir, run_dir), "source_sweep_status": sweep.get("status"),
+                "name": run_dir.name, "mlflow": args.mlflow}
     return launch(ABLATION, run_dir, manifest, args.address)
 
 

@@ -21,7 +21,7 @@ from iakd_core.cli import read_config_file
 from iakd_core.config import TrialConfig
 from iakd_core.presets import DEFAULT_PRESET, PRESETS, preset_config
 from iakd_core.units import architecture_granularities
-from study.cli import OneLineParser, check_writable, fail, non_negative_float, positive_int, run_command
+from study.cli import MLFLOW_DEFAULT, OneLineParser, check_writable, fail, non_negative_float, positive_int, run_command
 
 SAMPLERS = ("tpe", "random", "qmc")
 SCHEDULERS = ("asha", "fifo")
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="run name (default <preset>-<date>-<time>)")
     p.add_argument("--output-dir", default="results/sweeps", help="where run folders go (default results/sweeps)")
     p.add_argument("--resume", metavar="RUN", help="finish the budget of an interrupted or killed run (its folder)")
+    p.add_argument("--mlflow", nargs="?", const=MLFLOW_DEFAULT, default=None, metavar="URI",
+                   help="also log every trial to MLflow (optional extra: pip install -e '.[mlflow]'); without URI "
+                        "a file store mlruns/ in the run folder")
     p.add_argument("--address", help="Ray cluster to use: auto, host:port or ray://host:port "
                    "(default: a private local Ray)")
     p.add_argument("--config", metavar="FILE", help="JSON/YAML base config over the preset (e.g. another "
@@ -114,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"{run_dir} already exists; choose another --name, or --resume it")
     manifest = {"args": vars(args), "base_config": base, "preset": args.preset, "seed": args.seed,
                 "budget": args.budget, "settings": settings, "granularities": granularities,
-                "storage": args.storage, "study_name": f"iakd-{name}", "address": args.address}
+                "storage": args.storage, "study_name": f"iakd-{name}", "address": args.address,
+                "name": name, "mlflow": args.mlflow}
     return launch(SWEEP, run_dir, manifest, args.address)
 
 

@@ -38,6 +38,7 @@ from iakd_core.data import load_splits
 from iakd_core.teacher import get_teacher
 from iakd_core.train import pick_device, resolve_precision
 
+from .cli import MLFLOW_DEFAULT
 from .internals import INTERRUPTED
 from .ledger import Recorder
 from .progress import Progress
@@ -219,6 +220,7 @@ def trial_resources(settings: dict[str, Any]) -> dict[str, float]:
 def launch(kind: RunKind, run_dir: Path, manifest: dict[str, Any], address: str | None) -> int:
     """Create the run folder and run its first session (a folder that fails before any trial is removed). Ray
     starts first, so a cluster that cannot hold a trial is reported before anything is written or trained."""
+    check_mlflow(manifest.get("mlflow"))
     start_ray(address, manifest["settings"])
     install_signal_handlers()
     run_dir.mkdir(parents=True)
@@ -239,6 +241,7 @@ def launch(kind: RunKind, run_dir: Path, manifest: dict[str, Any], address: str 
 def resume(kind: RunKind, run_dir: Path, address: str | None, data_root: str | None = None,
            teacher_cache: str | None = None) -> int:
     manifest = read_manifest(run_dir, kind.name)
+    check_mlflow(manifest.get("mlflow"))
     start_ray(address or manifest.get("address"), manifest["settings"])
     install_signal_handlers()
     prepare(resolve_paths(manifest, data_root, teacher_cache))
@@ -269,11 +272,12 @@ def run_session(kind: RunKind, run_dir: Path, manifest: dict[str, Any], data_roo
     manifest["sessions"].append({"started": now(), "remaining": session.remaining})
     write_json(run_dir / "manifest.json", manifest)
     started = time.time()
+    callbacks = [session.progress, *mlflow_callbacks(run_dir, manifest)]
     try:
         if session.remaining > 0:
             tune.Tuner(session.trainable, param_space=session.param_space, tune_config=session.tune_config,
                        run_config=tune.RunConfig(name=f"session-{number}", storage_path=str(run_dir / "ray"),
-                                                 verbose=0, callbacks=[session.progress],
+                                                 verbose=0, callbacks=callbacks,
                                                  failure_config=tune.FailureConfig(max_failures=0))).fit()
     except KeyboardInterrupt:
         INTERRUPTED.set()
@@ -282,6 +286,33 @@ def run_session(kind: RunKind, run_dir: Path, manifest: dict[str, Any], data_roo
 
         ray.shutdown()
     return finish(kind, run_dir, manifest, base, started)
+
+
+def mlflow_tracking_uri(run_dir: Path, uri: str) -> str:
+    return (run_dir / MLFLOW_DEFAULT).resolve().as_uri() if uri == MLFLOW_DEFAULT else uri
+
+
+def check_mlflow(uri: str | None) -> None:
+    """Fail before anything is written when ``--mlflow`` is asked for but MLflow is not installed."""
+    if uri is None:
+        return
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        raise RunError("--mlflow needs MLflow, which is not installed: pip install -e '.[mlflow]' (or drop "
+                       "--mlflow)") from None
+
+
+def mlflow_callbacks(run_dir: Path, manifest: dict[str, Any]) -> list:
+    """Ray Tune's MLflow logger (one MLflow run per trial: its config, every reported metric) when asked for."""
+    uri = manifest.get("mlflow")
+    if uri is None:
+        return []
+    check_mlflow(uri)
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    return [MLflowLoggerCallback(tracking_uri=mlflow_tracking_uri(run_dir, uri),
+                                 experiment_name=f"iakd-{manifest.get('name', run_dir.name)}", save_artifact=False)]
 
 
 def finish(kind: RunKind, run_dir: Path, manifest: dict[str, Any], base: dict[str, Any], started: float) -> int:

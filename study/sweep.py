@@ -21,6 +21,8 @@ from .ledger import TrialRecord, read_all
 from .progress import Progress
 from .records import result_tables, trial_row, write_json
 from .runner import Session, Tables, student_file, train_and_report, trial_resources
+from analysis.tables import describe_config
+
 from .space import REFERENCE_POINT, SearchSpace, to_trial_config
 
 METRIC = "val_acc"
@@ -104,17 +106,8 @@ def reconcile(study: optuna.Study, records: dict[str, TrialRecord], metrics: lis
 
 
 def describe(config: dict[str, Any]) -> str:
-    """A short summary of an IAKD config for progress lines."""
-    c = {k: v for k, v in to_trial_config(config).items() if v is not None and v == v}  # drop None/NaN
-    parts = [f"{c.get('swap_schedule', '?')} p0={c.get('swap_p0', 0):.2f}"]
-    if "swap_p1" in c:
-        parts.append(f"p1={c['swap_p1']:.2f}")
-    parts.append(f"g={c.get('units_per_stage', 1)}")
-    if c.get("kd_weight"):
-        parts.append(f"kd={c['kd_weight']:.2f}")
-    if c.get("student_ce_weight"):
-        parts.append(f"sce={c['student_ce_weight']:.2f}")
-    return " ".join(parts)
+    """A sampled point (or a table row) as the report summarises configs."""
+    return describe_config(to_trial_config(config))
 
 
 class SweepKind:

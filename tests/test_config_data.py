@@ -89,3 +89,21 @@ def test_concurrent_preparations_of_one_fresh_data_root_all_succeed(tmp_path):
     raw = Path(raws[0])
     assert sorted(p.name for p in raw.iterdir()) == sorted(FASHION_FILES)  # no temporary file left behind
     assert load_splits(TrialConfig.from_dict(data_root=str(tmp_path), train_size=10, val_size=10)).num_classes == 10
+
+
+@pytest.mark.parametrize("n,batch_size", [(10, 1), (65, 64), (64, 64), (1, 64), (129, 64), (7, 3)])
+def test_steps_per_epoch_is_the_number_of_batches_an_epoch_yields(n, batch_size):
+    from iakd_core.data import TensorDataset, steps_per_epoch, train_batches
+
+    data = TensorDataset(torch.zeros(n, 1, 4, 4), torch.zeros(n, dtype=torch.long))
+    batches = list(train_batches(data, batch_size, torch.Generator().manual_seed(0), 0, False, torch.zeros(1)))
+    assert len(batches) == steps_per_epoch(n, batch_size)
+    assert all(len(y) >= 2 for _, y in batches) or batch_size == 1 or n == 1  # no trailing 1-image batch
+
+
+def test_the_method_registry_and_the_literature_weights_name_the_same_methods():
+    from iakd_core.config import METHOD_NAMES
+    from iakd_core.methods import METHODS
+    from iakd_core.presets import METHOD_DEFAULTS
+
+    assert set(METHODS) == set(METHOD_DEFAULTS) == set(METHOD_NAMES)

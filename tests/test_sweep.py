@@ -225,6 +225,17 @@ def test_sigint_near_the_end_is_no_false_success_and_a_copy_resumes_without_touc
     assert [(t.number, t.state.name) for t in study.trials] == original  # the original is untouched
 
 
+@pytest.mark.parametrize("delay", [0.5, 2.5])
+def test_sigint_during_start_up_is_one_line_and_exit_130(tmp_path, teacher_cache, delay):
+    """Ctrl-C while Python, Ray or the teacher are still starting: no traceback, exit 130."""
+    proc = start(sweep_args(tmp_path, teacher_cache, "early", "--budget", "2"))
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=180)[1]
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+
+
 def test_deterministic_mode_repeats_exactly(tmp_path, teacher_cache):
     tables = []
     for name in ("a", "b"):
@@ -294,3 +305,27 @@ def test_sweep_runs_on_an_existing_ray_cluster_through_address(tmp_path, teacher
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             head.kill()
+
+
+def test_mlflow_tracking_logs_every_trial_when_installed(tmp_path, teacher_cache):
+    pytest.importorskip("mlflow", reason="MLflow is an optional extra (pip install -e '.[mlflow]'); not installed")
+    proc = run(sweep_args(tmp_path, teacher_cache, "ml", "--budget", "2", "--mlflow"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=(tmp_path / "ml" / "mlruns").as_uri())
+    experiment = client.get_experiment_by_name("iakd-ml")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2 and all("val_acc" in r.data.metrics for r in runs)
+
+
+def test_mlflow_asked_for_but_missing_is_one_line_exit_2(tmp_path, teacher_cache):
+    try:
+        import mlflow  # noqa: F401
+
+        pytest.skip("MLflow is installed here: the missing-package message cannot be seen")
+    except ImportError:
+        pass
+    proc = run(sweep_args(tmp_path, teacher_cache, "ml", "--budget", "2", "--mlflow"), timeout=120)
+    assert proc.returncode == 2 and "pip install -e '.[mlflow]'" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "ml").exists()
