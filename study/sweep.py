@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 
+from analysis.tables import describe_config
 from iakd_core.config import TrialConfig
 
 from .internals import FidelityAwareOptunaSearch, preload_asha, trial_by_number
@@ -21,8 +22,6 @@ from .ledger import TrialRecord, read_all
 from .progress import Progress
 from .records import result_tables, trial_row, write_json
 from .runner import Session, Tables, student_file, train_and_report, trial_resources
-from analysis.tables import describe_config
-
 from .space import REFERENCE_POINT, SearchSpace, to_trial_config
 
 METRIC = "val_acc"
