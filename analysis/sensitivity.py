@@ -7,7 +7,8 @@ a conclusion must repeat. Computed from an ablation run's files (statistics from
   paired t-test on the seeds used detects at α = 0.05 with power 0.8, from that comparison's observed standard
   deviation of paired differences; the 95 % CI half-width is the resolution actually achieved.
 * Warnings: the positive control fails; the teacher is not better than the student (test accuracy); an arm is
-  within 2x chance accuracy.
+  within 2x chance accuracy; a single seed of an otherwise learning arm ended within 2x chance (a diverged run:
+  its mean and CI carry it).
 """
 
 from __future__ import annotations
@@ -67,4 +68,10 @@ def assess(run: Run, comparisons: pd.DataFrame | None = None) -> Sensitivity:
         if low:
             warnings.append(f"{', '.join(low)} within {CHANCE_FACTOR:g}x chance accuracy ({chance:.0f} %): such an "
                             "arm barely learned, and differences against it say little")
+        diverged = [f"{arm} seed {seed} ({acc:.1f} %)" for arm in wide if wide[arm].mean() > CHANCE_FACTOR * chance
+                    for seed, acc in wide[arm].dropna().items() if acc <= CHANCE_FACTOR * chance]
+        if diverged:
+            warnings.append(f"{', '.join(diverged)} ended within {CHANCE_FACTOR:g}x chance accuracy ({chance:.0f} %): "
+                            "that run diverged; its arm's mean, spread and CI include it, so read that arm's row "
+                            "with this in mind")
     return Sensitivity(control, passes, detectable, teacher, student, chance, warnings)

@@ -285,3 +285,15 @@ def test_report_of_a_one_seed_ablation_renders_without_intervals(tmp_path):
     md, _ = write_report(run)
     assert (tmp_path / "a" / "figures" / "ablation_bars.png").exists()
     assert "cannot be tested (fewer than 2 paired seeds)" in md.read_text()
+
+
+def test_one_diverged_seed_is_named_in_the_warnings(tmp_path):
+    from analysis.sensitivity import assess
+
+    folder = make_ablation(tmp_path / "a", make_sweep(tmp_path / "s"), ARMS)
+    trials = pd.read_parquet(folder / "trials.parquet")
+    trials.loc[(trials["arm"] == "iakd_best") & (trials["seed"] == 1001), "test_acc"] = 10.0  # collapsed to chance
+    trials.to_parquet(folder / "trials.parquet")
+    s = assess(load_run(folder))
+    assert any("iakd_best seed 1001 (10.0 %) ended within 2x chance" in w for w in s.warnings), s.warnings
+    assert not any(w.startswith("iakd_best (") for w in s.warnings)  # the arm's mean is not at chance
