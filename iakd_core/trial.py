@@ -39,10 +39,11 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_json(obj: Any, path: Path) -> None:
+def write_json(path: Path, data: Any) -> None:
+    """JSON written atomically (a temporary file of this process, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     os.replace(tmp, path)
 
 
@@ -95,6 +96,6 @@ def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, 
             save_weights(result.best_state, out / "student_best.pt")
         else:  # never leave an earlier run's best beside this run's student
             (out / "student_best.pt").unlink(missing_ok=True)
-        write_json(cfg.to_dict(), out / "config.json")
-        write_json(final, out / "metrics.json")
+        write_json(out / "config.json", cfg.to_dict())
+        write_json(out / "metrics.json", final)
     return final

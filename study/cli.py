@@ -67,6 +67,7 @@ def run_command(main: Callable[[], int]) -> int:
 
     from .runner import RunError
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the scripts' import-time handler is done
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))  # until Ray starts
     try:
         return main()

@@ -7,7 +7,6 @@ half a table; built from the trial records (study/ledger.py) by the run kinds (s
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import socket
@@ -21,12 +20,6 @@ import pandas as pd
 from iakd_core.schedules import SCHEDULES, mean_probability, schedule_value
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
 
 
 def write_table(df: pd.DataFrame, path: Path) -> None:

@@ -12,6 +12,15 @@ after a hard kill. Open the study with: optuna-dashboard sqlite:///<run>/optuna.
 
 from __future__ import annotations
 
+import signal
+import sys
+
+# Ctrl-C or SIGTERM while the imports below load torch and Ray (a few seconds): one line and exit 130, not a
+# traceback; study.cli.run_command takes over once they are loaded.
+for _signal in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_signal, lambda *_: sys.exit(print("interrupted during start-up, before any trial",
+                                                     file=sys.stderr) or 130))
+
 import argparse
 import time
 from pathlib import Path

@@ -37,12 +37,13 @@ from iakd_core.config import TrialConfig
 from iakd_core.data import load_splits
 from iakd_core.teacher import get_teacher
 from iakd_core.train import pick_device, resolve_precision
+from iakd_core.trial import write_json
 
 from .cli import MLFLOW_DEFAULT
 from .internals import INTERRUPTED
 from .ledger import Recorder
 from .progress import Progress
-from .records import environment, now, write_json, write_tables
+from .records import environment, now, write_tables
 
 
 class RunError(RuntimeError):

@@ -16,11 +16,12 @@ import optuna
 
 from analysis.tables import describe_config
 from iakd_core.config import TrialConfig
+from iakd_core.trial import write_json
 
 from .internals import FidelityAwareOptunaSearch, preload_asha, trial_by_number
 from .ledger import TrialRecord, read_all
 from .progress import Progress
-from .records import result_tables, trial_row, write_json
+from .records import result_tables, trial_row
 from .runner import Session, Tables, student_file, train_and_report, trial_resources
 from .space import REFERENCE_POINT, SearchSpace, to_trial_config
 

@@ -30,7 +30,7 @@ def _patch(module) -> None:
         if kind == "nan":
             F.cross_entropy = lambda *a, **k: saved[0](*a, **k) * float("nan")
         else:
-            def run_trial(cfg, report=None):
+            def run_trial(cfg, report=None, **outputs):
                 raise RuntimeError(f"injected fault in trial {config['trial_number']}")
             runner.run_trial = run_trial
         try:
