@@ -30,8 +30,14 @@ import seaborn as sns
 from analysis.load import NotARunError, Run, find_runs, load_run
 from analysis.stats import mean_ci
 
-NUMERIC_PARAMS = ["swap_p0", "swap_p1", "swap_step_at", "swap_ramp_k", "swap_mean_p", "units_per_stage",
-                  "kd_weight", "kd_temperature", "student_ce_weight", "lr", "weight_decay"]
+OTHER_NUMERIC_PARAMS = ["units_per_stage", "kd_weight", "kd_temperature", "student_ce_weight", "lr", "weight_decay"]
+
+
+def numeric_params(t: pd.DataFrame) -> list[str]:
+    """Every numeric swap_* column (so a new schedule parameter is drawn without an edit here), then the rest."""
+    swap = [c for c in t.columns if c.startswith("swap_") and pd.api.types.is_numeric_dtype(t[c])
+            and not pd.api.types.is_bool_dtype(t[c])]
+    return swap + [c for c in OTHER_NUMERIC_PARAMS if c in t]
 
 
 # What each figure shows (the report prints these under the images).
@@ -154,7 +160,7 @@ def accuracy_vs_swap(run: Run, out: Path) -> list[Path]:
 
 def parallel(run: Run, out: Path) -> list[Path]:
     t = complete(run.trials)
-    cols = [c for c in NUMERIC_PARAMS if c in t and t[c].notna().any() and t[c].nunique() > 1]
+    cols = [c for c in numeric_params(t) if t[c].notna().any() and t[c].nunique() > 1]
     if len(t) < 3 or len(cols) < 2:
         return []
     norm = t[cols].astype(float)

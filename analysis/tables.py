@@ -6,6 +6,7 @@ import pandas as pd
 
 from .load import Run, load_anchors
 from .stats import fmt_delta, fmt_mean_std, paired_table
+from .summaries import describe_config
 
 ALPHA = 0.05
 POWER = 0.8  # for the minimum detectable difference (analysis/sensitivity.py)
@@ -85,28 +86,6 @@ def comparisons_vs_best(run: Run, factor: str) -> pd.DataFrame:
                      "test acc (%)": fmt_mean_std(wide[c["arm"]]), "Δ vs best [95% CI]": fmt_delta(c),
                      "p": _fmt_p(c["p_ttest"]), "p_holm": _fmt_p(c["p_holm"])})
     return pd.DataFrame(rows)
-
-
-def _set(value) -> bool:
-    return value is not None and value == value  # not None, not NaN
-
-
-def describe_config(c) -> str:
-    """A short summary of an IAKD config (a dict or a table row): the one used by progress lines and reports."""
-    parts = [f"{c.get('swap_schedule', '?')} p0={c.get('swap_p0', 0):.2f}"]
-    for name in ("p1", "step_at", "ramp_k"):
-        if _set(c.get(f"swap_{name}")):
-            parts.append(f"{name}={c[f'swap_{name}']:.2f}")
-    parts.append(f"g={int(c.get('units_per_stage', 1))}")
-    if _set(c.get("kd_weight")) and c["kd_weight"]:
-        parts.append(f"kd={c['kd_weight']:.2f} T={c.get('kd_temperature', 4.0):.1f}")
-    if _set(c.get("student_ce_weight")) and c["student_ce_weight"]:
-        parts.append(f"sce={c['student_ce_weight']:.2f}")
-    if _set(c.get("bn_recalibration_batches")) and c["bn_recalibration_batches"]:
-        parts.append("bn-recal")
-    if c.get("teacher_bn") == "batch":
-        parts.append("teacher-bn=batch")
-    return " ".join(parts)
 
 
 def describe_best(row: pd.Series) -> str:

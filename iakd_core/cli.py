@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, TrialConfig, fields_where
-from .presets import DEFAULT_PRESET, METHOD_DEFAULTS, PRESETS, preset_config
+from .presets import DEFAULT_PRESET, PRESETS, method_overrides, preset_config
 
 # ``iakd teacher`` offers only what shapes a teacher: no student, swap or loss knobs (the recipe is CE only).
 SKIP = {"train": frozenset(),
@@ -49,14 +49,14 @@ def add_config_options(parser: argparse.ArgumentParser, skip: frozenset[str] = f
 
 def read_config_file(path: str) -> dict[str, Any]:
     """A config mapping from a JSON or YAML file; a sweep's ``best_config.json`` ({"config": {...}, ...}) too."""
-    import yaml
-
     file = Path(path)
     try:
         text = file.read_text()
     except OSError as err:
         raise ConfigError(f"cannot read config file {path} ({err.strerror or err}); give an existing JSON/YAML "
                           "file") from None
+    import yaml  # pyyaml (a dependency)
+
     try:
         data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as err:
@@ -71,14 +71,14 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace, skip: frozenset[str] = frozenset()) -> TrialConfig:
     """The preset, then ``--config FILE``, then ``--method``'s literature weights, then explicit flags."""
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrialConfig)
-                 if f.name not in skip and getattr(args, f.name) is not None}
+    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrialConfig)
+                 if f.name not in skip and getattr(args, f.name, None) is not None}
     base = preset_config(args.preset)
     if getattr(args, "config", None):
         base.update(read_config_file(args.config))
     method = overrides.pop("method", None)
     if method is not None:
-        base.update(method=method, **METHOD_DEFAULTS.get(method, {}))
+        base.update(method_overrides(method))
     return TrialConfig.from_dict(base, **overrides)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from iakd_core.config import TrialConfig
 from iakd_core.hybrid import TEACHER_BN_MODES
-from iakd_core.presets import METHOD_DEFAULTS, NO_EXTRA_TERMS
+from iakd_core.presets import METHOD_DEFAULTS, NO_EXTRA_TERMS, method_overrides
 from iakd_core.schedules import mean_probability
 
 from .ledger import TrialRecord, read_all
@@ -46,7 +46,7 @@ def ablation_arms(best: dict[str, Any], granularities: list[int]) -> dict[str, d
     """Arm name -> config overrides applied on top of the best config."""
     cfg = TrialConfig.from_dict(best)
     arms: dict[str, dict[str, Any]] = {
-        m: {"method": m, "bn_recalibration_batches": 0, **NO_EXTRA_TERMS, **METHOD_DEFAULTS[m]} for m in CONVENTIONAL}
+        m: method_overrides(m) for m in CONVENTIONAL}
     arms["iakd_paper_default"] = {"method": "iakd", **NO_EXTRA_TERMS, **METHOD_DEFAULTS["iakd"]}
     arms["iakd_best"] = {}
     if cfg.kd_weight == 0:

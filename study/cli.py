@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-MLFLOW_DEFAULT = "mlruns"  # --mlflow without a URI: a file store in the run folder (resolved per session)
+MLFLOW_DEFAULT = "mlflow.db"  # --mlflow without a URI: a SQLite store in the run folder (resolved per session)
 
 
 def fail(message: str) -> None:
@@ -55,6 +55,18 @@ def check_writable(folder: Path) -> None:
         probe.unlink()
     except OSError as err:
         fail(f"cannot write to {folder} ({err.strerror or err}); choose another --output-dir")
+
+
+def exit_now(code: int) -> None:
+    """End the process with ``code`` once everything is written, without the interpreter's exit handlers: after an
+    interrupted session, tensorboardX writers that Ray Tune left open can wait forever in theirs (seen after a
+    SIGINT: a logger thread joined on a queue whose feeder was already gone). Ray is shut down explicitly first."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_command(main: Callable[[], int]) -> int:

@@ -27,7 +27,7 @@ import json
 import os
 from pathlib import Path
 
-from study.cli import MLFLOW_DEFAULT, OneLineParser, check_writable, fail, positive_int, run_command
+from study.cli import MLFLOW_DEFAULT, OneLineParser, check_writable, exit_now, fail, positive_int, run_command
 
 SEED_OFFSET = 1000  # ablation seeds = sweep seed + SEED_OFFSET + i: never a seed the sweep trained with
 
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=positive_int, help="CPUs per trial (default: the sweep's)")
     p.add_argument("--mlflow", nargs="?", const=MLFLOW_DEFAULT, default=None, metavar="URI",
                    help="also log every trial to MLflow (optional extra: pip install -e '.[mlflow]'); without URI "
-                        "a file store mlruns/ in the run folder")
+                        "a SQLite store mlflow.db in the run folder (write --mlflow=URI before the sweep folder)")
     p.add_argument("--address", help="Ray cluster address (default: a private local Ray)")
     p.add_argument("--resume", metavar="RUN", help="finish an interrupted ablation run")
     p.add_argument("--data-root", default=None, help="dataset folder (default: the sweep's)")
@@ -101,4 +101,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_command(main))
+    exit_now(run_command(main))

@@ -30,7 +30,16 @@ from iakd_core.cli import read_config_file
 from iakd_core.config import TrialConfig
 from iakd_core.presets import DEFAULT_PRESET, PRESETS, preset_config
 from iakd_core.units import architecture_granularities
-from study.cli import MLFLOW_DEFAULT, OneLineParser, check_writable, fail, non_negative_float, positive_int, run_command
+from study.cli import (
+    MLFLOW_DEFAULT,
+    OneLineParser,
+    check_writable,
+    exit_now,
+    fail,
+    non_negative_float,
+    positive_int,
+    run_command,
+)
 
 SAMPLERS = ("tpe", "random", "qmc")
 SCHEDULERS = ("asha", "fifo")
@@ -68,11 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="finish the budget of an interrupted or killed run (its folder)")
     p.add_argument("--mlflow", nargs="?", const=MLFLOW_DEFAULT, default=None, metavar="URI",
                    help="also log every trial to MLflow (optional extra: pip install -e '.[mlflow]'); without URI "
-                        "a file store mlruns/ in the run folder")
+                        "a SQLite store mlflow.db in the run folder")
     p.add_argument("--address", help="Ray cluster to use: auto, host:port or ray://host:port "
                    "(default: a private local Ray)")
     p.add_argument("--config", metavar="FILE", help="JSON/YAML base config over the preset (e.g. another "
-                   "run's best_config.json); the other flags override it")
+                   "run's best_config.json); the other flags override it, and the sweep sets method (iakd), epochs "
+                   "(--max-epochs), seed (--seed) and threads (--cpus-per-trial) itself")
     p.add_argument("--teacher-weights", metavar="PATH", help="use this teacher state_dict (trained elsewhere) "
                    "instead of training the preset's teacher")
     p.add_argument("--storage", help="Optuna storage URL (default: optuna.db in the run folder)")
@@ -104,8 +114,8 @@ def resolve_setup(args: argparse.Namespace) -> tuple[dict[str, Any], list[int], 
     if args.teacher_weights:
         overrides["teacher_weights"] = args.teacher_weights
     base = preset_config(args.preset, "iakd")
-    if args.config:
-        base.update(read_config_file(args.config))
+    if args.config:  # the sweep owns the method (iakd), epochs (--max-epochs), seed (--seed), threads
+        base.update(read_config_file(args.config), method="iakd")
     cfg = TrialConfig.from_dict(base, **{k: v for k, v in overrides.items() if v is not None})
     return cfg.to_dict(), list(architecture_granularities(cfg.teacher, cfg.student)), settings
 
@@ -132,4 +142,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_command(main))
+    exit_now(run_command(main))

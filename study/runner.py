@@ -155,7 +155,8 @@ def prepare(base: dict[str, Any]) -> dict[str, Any]:
           file=sys.stderr, flush=True)
     device = pick_device(cfg.device)
     return {"teacher": {"key": meta.get("key"), "arch": meta["arch"], "val_acc": meta["val_acc"],
-                        "test_acc": meta.get("test_acc"), "cached": cached, "train_size": meta["dataset"]["train"],
+                        "test_acc": meta.get("test_acc"), "cached": cached,
+                        "train_size": None if meta.get("source") else meta["dataset"]["train"],
                         "epochs": meta.get("epochs"), "precision": meta.get("precision"),
                         "source": meta.get("source")},
             "dataset": data.identity,
@@ -290,7 +291,7 @@ def run_session(kind: RunKind, run_dir: Path, manifest: dict[str, Any], data_roo
 
 
 def mlflow_tracking_uri(run_dir: Path, uri: str) -> str:
-    return (run_dir / MLFLOW_DEFAULT).resolve().as_uri() if uri == MLFLOW_DEFAULT else uri
+    return f"sqlite:///{(run_dir / MLFLOW_DEFAULT).resolve()}" if uri == MLFLOW_DEFAULT else uri
 
 
 def check_mlflow(uri: str | None) -> None:

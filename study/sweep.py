@@ -14,7 +14,7 @@ from typing import Any
 
 import optuna
 
-from analysis.tables import describe_config
+from analysis.summaries import describe_config
 from iakd_core.config import TrialConfig
 from iakd_core.trial import write_json
 

@@ -225,7 +225,7 @@ def test_sigint_near_the_end_is_no_false_success_and_a_copy_resumes_without_touc
     assert [(t.number, t.state.name) for t in study.trials] == original  # the original is untouched
 
 
-@pytest.mark.parametrize("delay", [0.1, 0.5, 2.5])
+@pytest.mark.parametrize("delay", [0.5, 2.5])
 def test_sigint_during_start_up_is_one_line_and_exit_130(tmp_path, teacher_cache, delay):
     """Ctrl-C while Python, Ray or the teacher are still starting: no traceback, exit 130."""
     proc = start(sweep_args(tmp_path, teacher_cache, "early", "--budget", "2"))
@@ -256,10 +256,13 @@ def test_deterministic_mode_repeats_exactly(tmp_path, teacher_cache):
 
 
 def test_two_objective_sweep_records_accuracy_and_cost_and_plots_the_front(tmp_path, teacher_cache):
-    proc = run(sweep_args(tmp_path, teacher_cache, "mo", "--budget", "3", "--objective", "acc+cost"))
+    proc = run(sweep_args(tmp_path, teacher_cache, "mo", "--budget", "3", "--objective", "acc+cost",
+                          "--save-students"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "mo"
     trials = pd.read_parquet(run_dir / "trials.parquet")
+    kept = sorted(p.stem for p in (run_dir / "students").glob("*.pt"))  # --save-students: every COMPLETE trial's
+    assert kept == sorted(trials.loc[trials["status"] == "COMPLETE", "trial_id"])
     study = optuna.load_study(study_name="iakd-mo", storage=f"sqlite:///{run_dir / 'optuna.db'}")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -313,7 +316,7 @@ def test_mlflow_tracking_logs_every_trial_when_installed(tmp_path, teacher_cache
     assert proc.returncode == 0, proc.stderr[-3000:]
     import mlflow
 
-    client = mlflow.tracking.MlflowClient(tracking_uri=(tmp_path / "ml" / "mlruns").as_uri())
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'ml' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("iakd-ml")
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 2 and all("val_acc" in r.data.metrics for r in runs)

@@ -99,3 +99,19 @@ def test_an_impossible_granularity_fails_before_any_teacher_is_trained(tmp_path)
 def test_cli_help_lists_the_options():
     out = cli("train", "--help")
     assert out.returncode == 0 and "--swap-schedule" in out.stdout and "--units-per-stage" in out.stdout
+    teacher = cli("teacher", "--help")  # only what shapes a teacher
+    assert teacher.returncode == 0 and "--teacher-epochs" in teacher.stdout and "--lr" in teacher.stdout
+    assert not any(flag in teacher.stdout for flag in ("--swap-schedule", "--kd-weight", "--student ", "--epochs "))
+
+
+def test_method_flag_over_a_config_file_drops_the_files_other_terms(tmp_path):
+    import argparse
+
+    from iakd_core.cli import config_from_args
+
+    best = tmp_path / "best.json"
+    best.write_text(json.dumps({"config": {**preset_config("smoke", "iakd"), "student_ce_weight": 0.7,
+                                           "bn_recalibration_batches": 32, "kd_weight": 0.2}}))
+    args = argparse.Namespace(preset="smoke", config=str(best), method="student")
+    cfg = config_from_args(args)  # no other flags given
+    assert (cfg.method, cfg.kd_weight, cfg.student_ce_weight, cfg.bn_recalibration_batches) == ("student", 0, 0, 0)
