@@ -13,18 +13,19 @@ SIGTERM stops it (exit 130); --resume runs only the (arm, seed) trials that have
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
 # Ctrl-C or SIGTERM while the imports below load torch and Ray (a few seconds): one line and exit 130, not a
-# traceback; study.cli.run_command takes over once they are loaded.
+# traceback. Nothing is written yet, so the process ends at once (unwinding through a half-imported C extension
+# fails); study.cli.run_command takes over once the imports are done.
 for _signal in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(_signal, lambda *_: sys.exit(print("interrupted during start-up, before any trial",
-                                                     file=sys.stderr) or 130))
+    signal.signal(_signal, lambda *_: (print("interrupted during start-up, before any trial", file=sys.stderr,
+                                             flush=True), os._exit(130)))
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from study.cli import MLFLOW_DEFAULT, OneLineParser, check_writable, exit_now, fail, positive_int, run_command

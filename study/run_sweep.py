@@ -12,14 +12,16 @@ after a hard kill. Open the study with: optuna-dashboard sqlite:///<run>/optuna.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
 # Ctrl-C or SIGTERM while the imports below load torch and Ray (a few seconds): one line and exit 130, not a
-# traceback; study.cli.run_command takes over once they are loaded.
+# traceback. Nothing is written yet, so the process ends at once (unwinding through a half-imported C extension
+# fails); study.cli.run_command takes over once the imports are done.
 for _signal in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(_signal, lambda *_: sys.exit(print("interrupted during start-up, before any trial",
-                                                     file=sys.stderr) or 130))
+    signal.signal(_signal, lambda *_: (print("interrupted during start-up, before any trial", file=sys.stderr,
+                                             flush=True), os._exit(130)))
 
 import argparse
 import time
