@@ -89,7 +89,8 @@ def fail(message: str) -> None:
 
 
 def check_output_dir(folder: Path) -> None:
-    """Fail now, not after training, when ``folder`` cannot be written."""
+    """Fail now, not after training, when ``folder`` cannot be written: create it (if needed) and a probe file in
+    it, the only test of writability that also holds for root, read-only mounts and /proc."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"

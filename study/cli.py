@@ -7,9 +7,7 @@ import argparse
 import os
 import signal
 import sys
-import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 MLFLOW_DEFAULT = "mlflow.db"  # --mlflow without a URI: a SQLite store in the run folder (resolved per session)
 
@@ -43,18 +41,6 @@ def non_negative_float(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
     return value
-
-
-def check_writable(folder: Path) -> None:
-    """Create ``folder`` (if needed) and a probe file in it: the only test of writability that also holds for
-    root, read-only mounts and /proc. Fails with one line."""
-    probe = folder / f".write-test-{uuid.uuid4().hex}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        fail(f"cannot write to {folder} ({err.strerror or err}); choose another --output-dir")
 
 
 def exit_now(code: int) -> None:

@@ -28,7 +28,8 @@ import argparse
 import json
 from pathlib import Path
 
-from study.cli import MLFLOW_DEFAULT, OneLineParser, check_writable, exit_now, fail, positive_int, run_command
+from iakd_core.cli import check_output_dir
+from study.cli import MLFLOW_DEFAULT, OneLineParser, exit_now, fail, positive_int, run_command
 
 SEED_OFFSET = 1000  # ablation seeds = sweep seed + SEED_OFFSET + i: never a seed the sweep trained with
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             fail(f"unknown or inapplicable arm(s) {unknown}; this sweep's arms: {', '.join(arms)}")
         arms = {a: arms[a] for a in wanted}
     out = Path(args.output_dir)
-    check_writable(out)
+    check_output_dir(out)
     run_dir = out.resolve() / (args.name or f"{sweep_dir.name}-ablation")
     if run_dir.exists():
         fail(f"{run_dir} already exists; choose another --name, or --resume it")

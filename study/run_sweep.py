@@ -28,14 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from iakd_core.cli import read_config_file
+from iakd_core.cli import check_output_dir, read_config_file
 from iakd_core.config import TrialConfig
 from iakd_core.presets import DEFAULT_PRESET, PRESETS, preset_config
 from iakd_core.units import architecture_granularities
 from study.cli import (
     MLFLOW_DEFAULT,
     OneLineParser,
-    check_writable,
     exit_now,
     fail,
     non_negative_float,
@@ -132,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     base, granularities, settings = resolve_setup(args)
     name = args.name or f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(args.output_dir)
-    check_writable(out)
+    check_output_dir(out)
     run_dir = out.resolve() / name
     if run_dir.exists():
         fail(f"{run_dir} already exists; choose another --name, or --resume it")
