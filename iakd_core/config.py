@@ -119,6 +119,12 @@ class TrialConfig:
                         choices=PRECISIONS)
     channels_last: bool = _f("numerics", True, "channels-last memory format (measured faster on CPU: bench/README.md)")
     eval_batch_size: int = _f("runtime", 1024, "batch size for evaluation", lo=1, runtime_only=True)
+    compat_size: int = _f("runtime", 512, "iakd: validation images (the first N of the seeded val split) on which "
+                          "the teacher-unit compatibility diagnostic runs: the student alone, the teacher alone and "
+                          "the hybrid with exactly one unit swapped in, for each unit (0: off)", lo=0,
+                          runtime_only=True)
+    compat_epochs: tuple[int, ...] = _f("runtime", (), "iakd: epochs at which the compatibility diagnostic runs "
+                                        "besides the last (sweeps pass their ASHA rungs)", runtime_only=True)
     evaluate_test: bool = _f("runtime", False, "evaluate on the official test set at the end (final runs only, never "
                              "tuning)", runtime_only=True)
 
@@ -184,6 +190,8 @@ class TrialConfig:
             raise ConfigError("every loss weight is 0: set ce_weight or kd_weight above 0")
         if any(not 0 < m < 1 for m in self.lr_milestones):
             raise ConfigError(f"lr_milestones={self.lr_milestones}: give fractions of training strictly in (0, 1)")
+        if any(e < 1 for e in self.compat_epochs):
+            raise ConfigError(f"compat_epochs={self.compat_epochs}: give epoch numbers >= 1")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
 
@@ -197,6 +205,10 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
             if isinstance(value, str):  # "0.5,0.75", "0.5 0.75" or "[0.5, 0.75]"
                 value = [v for v in value.strip().strip("[]()").replace(",", " ").split() if v]
             value = tuple(float(v) for v in value)
+            if "tuple[int" in hint:
+                if not all(v.is_integer() for v in value):
+                    raise ValueError
+                value = tuple(int(v) for v in value)
         elif kind is bool or hint == "bool":
             if isinstance(value, str):
                 if value.lower() not in ("1", "0", "true", "false", "yes", "no"):

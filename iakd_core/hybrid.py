@@ -79,9 +79,25 @@ class HybridNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: list[bool], stage_features: bool = False):
         """Hybrid logits (and, if asked, the output of every stage, in student widths)."""
+        logits, feats, _ = self.forward_with_student(x, mask, stage_features, student_pass=False)
+        return logits, feats
+
+    def forward_with_student(self, x: torch.Tensor, mask: list[bool], stage_features: bool = False,
+                             student_pass: bool = True):
+        """Hybrid logits, stage outputs (or None) and, with ``student_pass``, the student-alone logits.
+
+        The student pass shares the hybrid's prefix: the stem and the units before the first swapped one are the
+        same computation in both, so they run once and the student's own units continue from there (with no unit
+        swapped the hybrid *is* the student and its logits are returned twice). Forward values and gradients are
+        those of two separate passes; only the BatchNorm running statistics of the shared prefix are updated
+        once per batch instead of twice.
+        """
+        first = mask.index(True) if True in mask else None
         h = self.student.stem(x)
-        feats = []
+        feats, prefix = [], None
         for i, swapped in enumerate(mask):
+            if i == first:
+                prefix = h  # the end of the part the hybrid and the student share
             if swapped:
                 unit = self._teacher_units[i]
                 with batch_statistics(unit) if self.teacher_bn == "batch" else contextlib.nullcontext():
@@ -90,7 +106,16 @@ class HybridNetwork(nn.Module):
                 h = self._student_units[i](h)
             if stage_features and (i + 1) % self.units_per_stage == 0:
                 feats.append(h)
-        return self.student.head(h), (feats if stage_features else None)
+        logits = self.student.head(h)
+        student_logits = None
+        if student_pass:
+            student_logits = logits if first is None else self._student_suffix(prefix, first)
+        return logits, (feats if stage_features else None), student_logits
+
+    def _student_suffix(self, h: torch.Tensor, start: int) -> torch.Tensor:
+        for unit in self._student_units[start:]:
+            h = unit(h)
+        return self.student.head(h)
 
     def realised_rates(self) -> list[float]:
         return (self.swap_counts.double() / max(self.batches, 1)).tolist()

@@ -136,10 +136,12 @@ class IAKD(Method):
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, progress: float):
         mask = self.hybrid.draw_mask(progress).tolist()
-        logits, feats = self.hybrid(x, mask, stage_features=self.feature_term is not None)
+        student_pass = self.cfg.student_ce_weight > 0
+        logits, feats, student_logits = self.hybrid.forward_with_student(
+            x, mask, stage_features=self.feature_term is not None, student_pass=student_pass)
         terms = self.loss_terms(logits, y, x, feats)
-        if self.cfg.student_ce_weight > 0:
-            terms["student_ce"] = self.cfg.student_ce_weight * F.cross_entropy(self.student(x), y)
+        if student_pass:
+            terms["student_ce"] = self.cfg.student_ce_weight * F.cross_entropy(student_logits, y)
         return logits, terms
 
     def epoch_stats(self) -> dict[str, Any]:

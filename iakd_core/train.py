@@ -95,6 +95,40 @@ def evaluate(model: nn.Module, data: TensorDataset, cfg: TrialConfig, device: to
     return {"acc": 100.0 * correct / len(data), "loss": loss_sum / len(data)}
 
 
+class _FixedMask(nn.Module):
+    """The hybrid with one fixed swap mask, as a plain model (for ``evaluate``)."""
+
+    def __init__(self, hybrid: nn.Module, mask: list[bool]) -> None:
+        super().__init__()
+        self.hybrid, self.mask = hybrid, mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hybrid(x, self.mask)[0]
+
+
+def unit_compatibility(method: Method, data: TensorDataset, cfg: TrialConfig, device: torch.device
+                       ) -> dict[str, float]:
+    """Teacher-unit compatibility on the first ``cfg.compat_size`` validation images: accuracy (%) of the student
+    alone, the teacher alone and, for each unit i, the hybrid with exactly unit i swapped in (``compat_u{i}``):
+    how well each teacher unit accepts the student's features at this point of training. Eval mode throughout
+    (the student's running statistics; the swapped unit's BatchNorm as ``cfg.teacher_bn`` says)."""
+    n = min(cfg.compat_size, len(data))
+    subset = TensorDataset(data.images[:n], data.labels[:n])
+    hybrid = method.hybrid
+    out = {"compat_student": evaluate(method.student, subset, cfg, device)["acc"],
+           "compat_teacher": evaluate(method.teacher, subset, cfg, device)["acc"]}
+    for i in range(hybrid.num_units):
+        swapped = _FixedMask(hybrid, [j == i for j in range(hybrid.num_units)]).train(method.student.training)
+        out[f"compat_u{i}"] = evaluate(swapped, subset, cfg, device)["acc"]
+    return out
+
+
+def runs_compatibility(method: Method, cfg: TrialConfig, epoch: int) -> bool:
+    """Whether the compatibility diagnostic runs after ``epoch``: IAKD only, at ``cfg.compat_epochs`` and the end."""
+    return (hasattr(method, "hybrid") and cfg.compat_size > 0
+            and (epoch in cfg.compat_epochs or epoch == cfg.epochs))
+
+
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, data: TensorDataset, batches: int, cfg: TrialConfig, device: torch.device,
                    generator: torch.Generator) -> None:
@@ -187,10 +221,15 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
             raise NonFiniteLossError(f"non-finite training loss {total} at epoch {epoch}")
         recalibrate_bn(method.student, data.train, cfg.bn_recalibration_batches, cfg, device, recal_gen)
         val = evaluate(method.student, data.val, cfg, device)
+        compat: dict[str, float] = {}
+        if runs_compatibility(method, cfg, epoch):
+            compat_start = time.perf_counter()
+            compat = unit_compatibility(method, data.val, cfg, device)
+            compat["compat_seconds"] = time.perf_counter() - compat_start
         metrics = {"epoch": epoch, "loss": total, **losses, "train_acc": 100.0 * int(correct) / seen,
                    "val_acc": val["acc"], "val_loss": val["loss"], "lr": lr, "epoch_seconds": train_time,
                    "eval_seconds": time.perf_counter() - start - train_time,
-                   "images_per_second": seen / train_time, **method.epoch_stats()}
+                   "images_per_second": seen / train_time, **method.epoch_stats(), **compat}
         if keep_best and val["acc"] > max((m["val_acc"] for m in result.history), default=-1.0):
             result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in method.student.state_dict().items()}
         result.history.append(metrics)

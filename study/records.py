@@ -99,9 +99,10 @@ EPOCH_COLUMNS = ("epoch", "loss", "train_acc", "val_acc", "val_loss", "lr", "epo
 
 
 def epoch_frame(key_column: str, key: Any, epochs: list[dict[str, Any]]) -> pd.DataFrame:
-    """One trial's epochs table rows from its record: the documented columns, every loss term and swap rate."""
+    """One trial's epochs table rows from its record: the documented columns, every loss term, swap rate and
+    compatibility figure."""
     df = pd.DataFrame(epochs)
-    keep = [c for c in df.columns if c in EPOCH_COLUMNS or c.startswith(("loss_", "swap_"))]
+    keep = [c for c in df.columns if c in EPOCH_COLUMNS or c.startswith(("loss_", "swap_", "compat_"))]
     df = df[keep].copy()
     df.insert(0, key_column, key)
     return df

@@ -69,3 +69,14 @@ def test_preload_asha_fills_every_rung_an_earlier_trial_reached():
     rungs = {int(m): recorded for m, recorded in scheduler._brackets[0]._rungs}
     assert rungs[1] == {"earlier-0": 1.0, "earlier-1": 4.0} and rungs[3] == {"earlier-0": 3.0}
     assert added == 3
+
+
+@pytest.mark.parametrize("top,grace,rf", [(15, 2, 3), (3, 1, 3), (240, 30, 2), (9, 1, 3), (10, 10, 3)])
+def test_rung_epochs_are_the_milestones_ray_asha_builds(top, grace, rf):
+    from study.sweep import rung_epochs
+
+    scheduler = ASHAScheduler(metric="val_acc", mode="max", time_attr="training_iteration", max_t=top,
+                              grace_period=grace, reduction_factor=rf)
+    milestones = sorted(int(m) for m, _ in scheduler._brackets[0]._rungs)
+    assert rung_epochs({"max_epochs": top, "grace_epochs": grace, "reduction_factor": rf}) == \
+        tuple(m for m in milestones if m < top)

@@ -11,7 +11,7 @@ from iakd_core.methods import build_method
 from iakd_core.models import build_model
 from iakd_core.presets import preset_config
 from iakd_core.teacher import get_teacher
-from iakd_core.train import fit
+from iakd_core.train import fit, place
 from iakd_core.trial import run_trial
 
 
@@ -24,6 +24,7 @@ def cfg(teacher_cache):
 def build(cfg):
     data = load_splits(cfg)
     teacher, _, _ = get_teacher(cfg, data)
+    teacher = place(teacher, torch.device("cpu"), cfg.channels_last)  # as run_trial does: one layout, trained or cached
     torch.manual_seed(cfg.seed)
     student = build_model(cfg.student, data.num_classes, data.in_channels)
     return data, teacher, build_method(cfg, student, teacher)
@@ -71,7 +72,7 @@ def test_p_zero_gives_exactly_the_no_swap_methods_losses(cfg, no_swap_method, we
 
 
 def test_same_seed_gives_identical_metrics_and_another_seed_does_not(cfg):
-    drop = ("epoch_seconds", "eval_seconds", "images_per_second")
+    drop = ("epoch_seconds", "eval_seconds", "images_per_second", "compat_seconds")
 
     def run(seed):
         data, _, m = build(cfg.replace(seed=seed))
@@ -160,3 +161,37 @@ def test_a_short_run_in_each_precision_trains_and_reports_the_mode_it_used(cfg, 
     metrics = run_trial(cfg.replace(precision=precision, train_size=128, epochs=1))
     assert metrics["precision"] == precision and metrics["device"] == "cpu"
     assert 0 <= metrics["val_acc"] <= 100
+
+
+def test_compatibility_diagnostic_runs_at_the_asked_epochs_is_bounded_and_changes_no_training(cfg):
+    c = cfg.replace(epochs=3, units_per_stage=2, swap_p0=0.5, student_ce_weight=0.3, compat_epochs=(1,),
+                    compat_size=100)
+    data, _, m = build(c)
+    with_diag = fit(m, data, c, torch.device("cpu")).history
+    assert [("compat_u0" in h) for h in with_diag] == [True, False, True]  # epoch 1 (asked) and the last
+    for h in (with_diag[0], with_diag[2]):
+        values = [h["compat_student"], h["compat_teacher"], *(h[f"compat_u{i}"] for i in range(6))]
+        assert all(0 <= v <= 100 for v in values) and h["compat_seconds"] > 0
+        assert "compat_u6" not in h
+    assert with_diag[2]["compat_teacher"] == with_diag[0]["compat_teacher"]  # the frozen teacher never changes
+    off = c.replace(compat_size=0)
+    data, _, m = build(off)
+    without = fit(m, data, off, torch.device("cpu")).history
+    drop = ("epoch_seconds", "eval_seconds", "images_per_second")
+    assert [{k: v for k, v in h.items() if k not in drop and not k.startswith("compat_")} for h in with_diag] == \
+        [{k: v for k, v in h.items() if k not in drop} for h in without]
+
+
+def test_compatibility_student_figure_is_the_student_on_the_subset_and_conventional_methods_skip_it(cfg):
+    from iakd_core.data import TensorDataset
+    from iakd_core.train import evaluate, unit_compatibility
+
+    data, teacher, m = build(cfg.replace(compat_size=64))
+    compat = unit_compatibility(m, data.val, cfg.replace(compat_size=64), torch.device("cpu"))
+    subset = TensorDataset(data.val.images[:64], data.val.labels[:64])
+    assert compat["compat_student"] == evaluate(m.student, subset, cfg, torch.device("cpu"))["acc"]
+    assert compat["compat_teacher"] == evaluate(teacher, subset, cfg, torch.device("cpu"))["acc"]
+    assert m.student.training  # restored
+    kd = cfg.replace(method="kd", kd_weight=0.9, ce_weight=0.1)
+    data, _, m = build(kd)
+    assert not any(k.startswith("compat_") for h in fit(m, data, kd, torch.device("cpu")).history for k in h)

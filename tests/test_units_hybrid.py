@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -78,6 +80,28 @@ def test_gradients_reach_student_units_before_a_swapped_teacher_unit():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in student.stages[0].parameters())
     assert all(p.grad is None for p in student.stages[1].parameters())  # replaced: not used this batch
     assert all(p.grad is None for p in teacher.parameters())
+
+
+@pytest.mark.parametrize("mask", [[False, True, False], [True, False, True], [False, False, False]])
+def test_shared_prefix_student_pass_equals_a_separate_student_pass(mask):
+    """The extra student-only CE (IAKD's student_ce term) reuses the hybrid's prefix: same values and gradients
+    as running the student again from the input."""
+    teacher, student = pair()
+    teacher.requires_grad_(False).eval()
+    twin = copy.deepcopy(student)
+    x, y = torch.randn(8, 1, 14, 14), torch.arange(8)
+    ce = nn.functional.cross_entropy
+    shared = HybridNetwork(student, pair_units(teacher, student), lambda t: 0.5)
+    logits, _, student_logits = shared.forward_with_student(x, mask)
+    (ce(logits, y) + 0.5 * ce(student_logits, y)).backward()
+    separate = HybridNetwork(twin, pair_units(teacher, twin), lambda t: 0.5)
+    logits_2, _ = separate(x, mask)
+    student_logits_2 = twin(x)
+    (ce(logits_2, y) + 0.5 * ce(student_logits_2, y)).backward()
+    assert torch.allclose(logits, logits_2) and torch.allclose(student_logits, student_logits_2, atol=1e-6)
+    for (name, a), b in zip(student.named_parameters(), twin.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+    assert shared.forward_with_student(x, mask, student_pass=False)[2] is None
 
 
 def test_batch_statistics_mode_normalises_swapped_units_by_the_batch_and_changes_no_teacher_buffer():
