@@ -7,9 +7,10 @@
 
 Sweeps: best-so-far vs trial number and vs wall time, Optuna parameter importance (full-fidelity COMPLETE trials
 only), swap schedules of the top trials, val accuracy vs mean swap probability and vs granularity, parallel
-coordinates, accuracy vs training cost with the Pareto front (two-objective runs only). Ablations: means with
-95 % t-intervals and per-seed points. Reads files only. One style (``STYLE``) for this script and report.py; the
-files are byte-stable: regenerating them from unchanged data changes nothing.
+coordinates, accuracy vs training cost with the Pareto front (two-objective runs only), teacher-unit
+compatibility of the best trial. Ablations: means with 95 % t-intervals and per-seed points, teacher-unit
+compatibility of the iakd_best and iakd_paper_default seeds. Reads files only. One style (``STYLE``) for this
+script and report.py; the files are byte-stable: regenerating them from unchanged data changes nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import seaborn as sns
 
 from analysis.load import NotARunError, Run, find_runs, load_run
 from analysis.stats import mean_ci
+from analysis.tables import compatibility_long
 
 OTHER_NUMERIC_PARAMS = ["units_per_stage", "kd_weight", "kd_temperature", "student_ce_weight", "lr", "weight_decay"]
 
@@ -55,6 +57,12 @@ CAPTIONS = {
                             "accuracy tercile.",
     "pareto": "Two-objective run: validation accuracy against training seconds of COMPLETE trials, with the "
               "Pareto front.",
+    "compatibility": "Teacher-unit compatibility: validation accuracy (first compat_size validation images, "
+                     "eval mode) of the hybrid with exactly one teacher unit swapped in, per unit, at the "
+                     "diagnostic epochs (ASHA rungs and the last), beside the student alone (dashed) and the "
+                     "teacher alone (dotted). Sweep: its best trial; ablation: the iakd_best and "
+                     "iakd_paper_default arms, mean over seeds, band ±1 sd. A unit line near the teacher's means "
+                     "that teacher unit accepts the student's features; near chance, it does not.",
     "ablation_bars": "Test accuracy per ablation arm: the mean with its 95 % t-interval (diamond and line) and "
                      "every seed (dots); the axis is not truncated to a bar base.",
 }
@@ -230,8 +238,34 @@ def ablation_bars(run: Run, out: Path) -> list[Path]:
     return save(fig, out, "ablation_bars")
 
 
-SWEEP_FIGURES = (best_so_far, importance, schedules, accuracy_vs_swap, parallel, pareto)
-ABLATION_FIGURES = (ablation_bars,)
+def compatibility(run: Run, out: Path) -> list[Path]:
+    """Teacher-unit compatibility over training, one panel per shown run (an ablation: iakd_best and the paper
+    default, mean over seeds with a ±1 sd band; a sweep: its best trial): one line per swapped-in unit, the
+    student alone and the teacher alone for reference."""
+    long = compatibility_long(run)
+    if not len(long):
+        return []
+    names = list(dict.fromkeys(long["run"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 4.2), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        part = long[long["run"] == name]
+        n = part["trial_id"].nunique()
+        band = "sd" if n > 1 else None
+        units = part[part["line"].str.startswith("unit")]
+        sns.lineplot(data=units, x="epoch", y="acc", hue="line", marker="o", errorbar=band, ax=ax,
+                     palette=sns.color_palette("viridis", units["line"].nunique()))
+        for line, color, style in (("student alone", "0.1", "--"), ("teacher alone", "0.55", ":")):
+            sns.lineplot(data=part[part["line"] == line], x="epoch", y="acc", errorbar=band, ax=ax, color=color,
+                         label=line, linestyle=style)
+        ax.set(xlabel="epoch", ylabel="val accuracy (%) on the diagnostic subset",
+               title=f"{name} (n = {n} seed{'s' if n > 1 else ''})")
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle("Teacher-unit compatibility: the hybrid with exactly one teacher unit swapped in")
+    return save(fig, out, "compatibility")
+
+
+SWEEP_FIGURES = (best_so_far, importance, schedules, accuracy_vs_swap, parallel, pareto, compatibility)
+ABLATION_FIGURES = (ablation_bars, compatibility)
 
 
 def plot_run(run: Run, out: Path | None = None) -> list[Path]:

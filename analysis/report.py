@@ -12,6 +12,7 @@ everything, and a conclusion computed from the numbers. Figures are made by anal
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -26,8 +27,11 @@ from analysis.tables import (
     ALPHA,
     POWER,
     anchors_for,
+    best_uses_kd,
     comparisons_vs_best,
+    compatibility_table,
     method_comparisons,
+    methods_by_setting,
     seed_table,
     sweep_summary,
     table1,
@@ -71,8 +75,8 @@ def conclusion(run: Run, comparisons: pd.DataFrame, sensitivity: Sensitivity) ->
     return lines
 
 
-def sensitivity_section(s: Sensitivity) -> list[str]:
-    out = ["## Can this setting detect an effect?", ""]
+def sensitivity_section(s: Sensitivity, h: str = "##") -> list[str]:
+    out = [f"{h} Can this setting detect an effect?", ""]
     if s.control is None:
         out.append("- Positive control (KD vs the student alone): not run (an arm is missing).")
     else:
@@ -130,11 +134,11 @@ def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} %"
 
 
-def sweep_section(run: Run, title: str, report_dir: Path, figures: Path) -> list[str]:
+def sweep_section(run: Run, title: str, report_dir: Path, figures: Path, h: str = "##") -> list[str]:
     info, top = sweep_summary(run)
     teacher = info["teacher"]
     wall = f"{info['wall_seconds'] / 60:.1f} min" if info["wall_seconds"] else "n/a"
-    out = [f"## {title}", "",
+    out = [f"{h} {title}", "",
            f"Run `{run.name}`: budget {info['budget']}, {info['complete']} complete (full fidelity), "
            f"{info['pruned']} pruned by ASHA, {info['failed']} failed; sweep wall time {wall}. Teacher "
            f"{teacher.get('arch', '?')}: val {pct(teacher.get('val_acc'))}, test {pct(teacher.get('test_acc'))}"
@@ -142,25 +146,56 @@ def sweep_section(run: Run, title: str, report_dir: Path, figures: Path) -> list
            search_line(run.manifest.get("args", {})), "",
            f"Best full-fidelity config (by val accuracy): {info['best'] or 'none'}.", "",
            "Top trials (COMPLETE, val accuracy %):", "", md_table(top), ""]
+    out += compatibility_section(run, h + "#")
     out += figure_links(figures, report_dir)
     return out
 
 
-def environment_section(run: Run, sweep: Run | None) -> list[str]:
+def compatibility_section(run: Run, h: str = "##") -> list[str]:
+    """The teacher-unit compatibility of the shown runs (tables.compatibility_runs), from the epochs table."""
+    table = compatibility_table(run)
+    if not len(table):
+        return []
+    size = run.manifest.get("base_config", {}).get("compat_size", "?")
+    units = [c for c in table.columns if c.startswith("unit")]
+    shown = ("the iakd_best and iakd_paper_default arms (mean over seeds)" if run.kind == "ablation" else
+             "the sweep's best trial")
+
+    def span(row: pd.Series) -> str:
+        present = [c for c in units if row[c] == row[c]]
+        best, worst = max(present, key=lambda c: row[c]), min(present, key=lambda c: row[c])
+        return (f"{row[worst]:.1f}–{row[best]:.1f} % (best: {best}, worst: {worst}) against "
+                f"{row['student alone']:.1f} % for the student alone")
+
+    lines = [f"{h} Teacher-unit compatibility", "",
+             f"How well each teacher unit accepts the student's features: accuracy on the first {size} "
+             f"validation images (eval mode) of the hybrid with exactly one teacher unit swapped in, for "
+             f"{shown}; the teacher alone reaches {table['teacher alone'].iloc[-1]:.1f} %.", ""]
+    for name, part in table.groupby("run", sort=False):
+        first, last = part.iloc[0], part.iloc[-1]
+        text = f"- {name}: at epoch {int(last['epoch'])}, {span(last)}"
+        if len(part) > 1:
+            text += f"; at epoch {int(first['epoch'])}, {span(first)}"
+        lines.append(text + ".")
+    return lines + ["", md_table(table.fillna("—")), ""]
+
+
+def environment_section(run: Run, commands: list[str], h: str = "##") -> list[str]:
     m = run.manifest
     v = ", ".join(f"{k} {val}" for k, val in m.get("versions", {}).items())
     mach = m.get("machine", {})
-    lines = ["## Environment and how to regenerate", "",
-             f"- versions: {v}", f"- machine: {mach.get('cpus')} CPUs, CUDA: {mach.get('cuda')}, "
-             f"{mach.get('platform')}", f"- git commit: {m.get('git_commit')}",
-             f"- dataset: {m.get('dataset', {}).get('name')} (train {m.get('dataset', {}).get('train')}, val "
-             f"{m.get('dataset', {}).get('val')}, checksum {m.get('dataset', {}).get('checksum')})", "",
-             "Commands (in order):", "", "```bash"]
-    for source in (sweep, run):
-        if source is not None:
-            lines.append(f"python study/{source.manifest.get('command', '')}")
-    lines += ["python analysis/plots.py", f"python analysis/report.py {display_path(run.path)}", "```", ""]
-    return lines
+    return [f"{h} Environment and how to regenerate", "",
+            f"- versions: {v}", f"- machine: {mach.get('cpus')} CPUs, CUDA: {mach.get('cuda')}, "
+            f"{mach.get('platform')}", f"- git commit: {m.get('git_commit')}",
+            f"- dataset: {m.get('dataset', {}).get('name')} (train {m.get('dataset', {}).get('train')}, val "
+            f"{m.get('dataset', {}).get('val')}, checksum {m.get('dataset', {}).get('checksum')})", "",
+            "Commands (in order):", "", "```bash", *commands, "```", ""]
+
+
+def run_commands(run: Run) -> list[str]:
+    """The commands that made ``run`` (its sweep's first, for an ablation)."""
+    return [f"python study/{source.manifest.get('command', '')}" for source in (source_sweep(run), run)
+            if source is not None]
 
 
 def display_path(path: Path) -> str:
@@ -186,47 +221,115 @@ def source_sweep(run: Run) -> Run | None:
     return None
 
 
-def build_report(run: Run) -> str:
+def ablation_sections(run: Run, report_dir: Path, figures: Path, sweep_figures: Path, h: str = "##",
+                      with_table1: bool = True) -> list[str]:
+    """Everything an ablation's report says about its one setting: sensitivity, conclusion, Table 1 (unless a
+    study report shows it across settings), anchors, Tables 2-5, compatibility, figures, the sweep summary."""
     sweep = source_sweep(run)
-    cfg = run.manifest.get("base_config", {})
-    lines = [f"# IAKD report — {run.name}", "",
-             f"Setting: {cfg.get('dataset')}, teacher {cfg.get('teacher')} → student {cfg.get('student')}, "
-             f"{cfg.get('epochs')} epochs. All accuracies are top-1 %. Sweep and selection use the validation "
-             "split carved from the official training set; the official test set is used once per ablation "
-             "trial, at the end.", ""]
-    if run.kind == "ablation":
-        seeds = run.manifest.get("seeds", [])
-        comparisons = method_comparisons(run)
-        sensitivity = assess(run, comparisons)
-        if run.manifest.get("source_sweep_status", "complete") != "complete":
-            lines += [f"**The sweep behind this ablation had not finished its budget** (status "
-                      f"{run.manifest['source_sweep_status']!r}); its best configuration may not be the best of "
-                      "the full search (run with --allow-incomplete).", ""]
-        lines += sensitivity_section(sensitivity)
-        lines += ["## Conclusion", ""] + conclusion(run, comparisons, sensitivity) + [
-                  "", "## Table 1 — methods", "",
+    seeds = run.manifest.get("seeds", [])
+    comparisons = method_comparisons(run)
+    sensitivity = assess(run, comparisons)
+    lines = []
+    if run.manifest.get("source_sweep_status", "complete") != "complete":
+        lines += [f"**The sweep behind this ablation had not finished its budget** (status "
+                  f"{run.manifest['source_sweep_status']!r}); its best configuration may not be the best of "
+                  "the full search (run with --allow-incomplete).", ""]
+    lines += sensitivity_section(sensitivity, h)
+    lines += [f"{h} Conclusion", ""] + conclusion(run, comparisons, sensitivity) + [""]
+    if with_table1:
+        lines += [f"{h} Table 1 — methods", "",
                   f"Test accuracy, mean ± std (n seeds) over seeds {seeds}; Δ with 95 % t-interval; paired t-test "
                   "p; Holm correction across all comparisons of the table.", "", md_table(table1(run)), ""]
-        anchors = anchors_for(run)
-        lines += ["### Published anchor numbers", ""]
-        if len(anchors):
-            lines += ["Same setting as published (CIFAR-100 top-1 %; IAKD's own paper numbers are not available "
-                      "here: n/a).", "", md_table(anchors), ""]
-        else:
-            lines += ["No published numbers exist for this setting (published anchors cover the CIFAR-100 "
-                      "presets only); IAKD's own paper numbers: n/a.", ""]
-        for number, (factor, title) in enumerate((("schedule", "schedule"), ("granularity", "granularity"),
-                                                  ("loss", "loss terms and BN recalibration"),
-                                                  ("teacher_bn", "BatchNorm mode of swapped-in teacher units")), 2):
-            lines += [f"## Table {number} — {title} ablation", "",
-                      md_table(comparisons_vs_best(run, factor)), ""]
-        lines += figure_links(run.path / "figures", run.path) + [""]
-        if sweep is not None:
-            lines += sweep_section(sweep, "Sweep summary", run.path, run.path / SWEEP_FIGURES) + [""]
+        if best_uses_kd(run) and "iakd_best_plus_kd" not in set(run.trials["arm"]):
+            lines += ["The best IAKD configuration already has a KD term, so iakd_best is also the best + KD "
+                      "(no separate iakd_best_plus_kd arm).", ""]
+    anchors = anchors_for(run)
+    lines += [f"{h}# Published anchor numbers", ""]
+    if len(anchors):
+        lines += ["Same setting as published (CIFAR-100 top-1 %; IAKD's own paper numbers are not available "
+                  "here: n/a).", "", md_table(anchors), ""]
+    else:
+        lines += ["No published numbers exist for this setting (published anchors cover the CIFAR-100 "
+                  "presets only); IAKD's own paper numbers: n/a.", ""]
+    for number, (factor, title) in enumerate((("schedule", "schedule"), ("granularity", "granularity"),
+                                              ("loss", "loss terms and BN recalibration"),
+                                              ("teacher_bn", "BatchNorm mode of swapped-in teacher units")), 2):
+        lines += [f"{h} Table {number} — {title} ablation", "", md_table(comparisons_vs_best(run, factor)), ""]
+    lines += compatibility_section(run, h)
+    lines += figure_links(figures, report_dir) + [""]
+    if sweep is not None:
+        lines += sweep_section(sweep, "Sweep summary", report_dir, sweep_figures, h) + [""]
+    return lines
+
+
+def setting_line(run: Run) -> str:
+    cfg = run.manifest.get("base_config", {})
+    return (f"{cfg.get('dataset')}, teacher {cfg.get('teacher')} → student {cfg.get('student')}, "
+            f"{cfg.get('epochs')} epochs")
+
+
+PROTOCOL = ("All accuracies are top-1 %. Sweep and selection use the validation split carved from the official "
+            "training set; the official test set is used once per ablation trial, at the end.")
+
+
+def build_report(run: Run) -> str:
+    lines = [f"# IAKD report — {run.name}", "", f"Setting: {setting_line(run)}. {PROTOCOL}", ""]
+    if run.kind == "ablation":
+        lines += ablation_sections(run, run.path, run.path / "figures", run.path / SWEEP_FIGURES)
     else:
         lines += sweep_section(run, "Sweep summary", run.path, run.path / "figures") + [""]
-    lines += environment_section(run, sweep)
+    lines += environment_section(run, [*run_commands(run), "python analysis/plots.py",
+                                       f"python analysis/report.py {display_path(run.path)}"])
     return "\n".join(lines)
+
+
+def setting_labels(runs: list[Run]) -> list[str]:
+    """A short name per setting: its preset, or the run's folder name where presets repeat or are unknown."""
+    presets = [r.manifest.get("preset") for r in runs]
+    return [p if p and presets.count(p) == 1 else r.name for p, r in zip(presets, runs, strict=True)]
+
+
+def study_report(runs: list[Run], out: Path) -> str:
+    """One report over several ablation runs (settings): Table 1 methods x settings, the differences with CIs and
+    Holm-adjusted p per setting, then each setting's own sections. Figures are drawn into ``out``."""
+    labels = setting_labels(runs)
+    named = dict(zip(labels, runs, strict=True))
+    report_command = ("python analysis/report.py " + " ".join(display_path(r.path) for r in runs)
+                      + f" --out {display_path(out)}")
+    lines = [f"# IAKD study report — {len(runs)} settings", "", PROTOCOL, "", "Settings:", ""]
+    lines += [f"- **{label}**: {setting_line(run)}; seeds {run.manifest.get('seeds', [])} (run `{run.name}`)"
+              for label, run in named.items()]
+    lines += ["", "## Table 1 — methods × settings", "",
+              "Test accuracy, mean ± std (n seeds); the teacher is one trained network (n = 1); the best "
+              "student-side method of each setting in bold.", "", md_table(methods_by_setting(named)), "",
+              "### Table 1 — differences", "",
+              "Per setting: Δ vs the student alone and vs KD with the 95 % t-interval, paired t-test p, and Holm "
+              "correction across that setting's comparisons (one family per setting).", ""]
+    diffs = []
+    for label, run in named.items():
+        t = table1(run)
+        t["setting"] = label
+        diffs.append(t)
+    lines += [md_table(pd.concat(diffs, ignore_index=True)), ""]
+    for label, run in named.items():
+        figures = out / "figures" / label
+        lines += [f"## Setting {label}: {setting_line(run)}", ""]
+        lines += ablation_sections(run, out, figures, figures / "sweep", h="###", with_table1=False)
+    commands = [c for run in runs for c in run_commands(run)] + [report_command]
+    lines += environment_section(runs[0], commands)  # versions and machine: those of the first setting's run
+    return "\n".join(lines)
+
+
+def write_html(text: str, md_path: Path, title: str) -> Path:
+    md_path.write_text(text)
+    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    html_path = md_path.with_suffix(".html")
+    html_path.write_text(f"<!doctype html><meta charset='utf-8'><title>{title}</title>"
+                         "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
+                         "table{border-collapse:collapse;display:block;overflow-x:auto;font-size:90%}"
+                         "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style>"
+                         f"{body}")
+    return html_path
 
 
 def write_report(run: Run) -> tuple[Path, Path]:
@@ -236,28 +339,46 @@ def write_report(run: Run) -> tuple[Path, Path]:
     sweep = source_sweep(run)
     if sweep is not None:
         plot_run(sweep, run.path / SWEEP_FIGURES)
-    text = build_report(run)
-    md_path, html_path = run.path / "report.md", run.path / "report.html"
-    md_path.write_text(text)
-    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
-    html_path.write_text(f"<!doctype html><meta charset='utf-8'><title>{run.name}</title>"
-                         "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
-                         "table{border-collapse:collapse;display:block;overflow-x:auto;font-size:90%}"
-                         "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style>"
-                         f"{body}")
-    return md_path, html_path
+    md_path = run.path / "report.md"
+    return md_path, write_html(build_report(run), md_path, run.name)
+
+
+def write_study_report(runs: list[Run], out: Path) -> tuple[Path, Path]:
+    """report.md + report.html over several ablation runs in ``out``, with every figure under ``out/figures/``
+    (one folder per setting, its sweep's figures in ``sweep/`` below it)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for label, run in zip(setting_labels(runs), runs, strict=True):
+        plot_run(run, out / "figures" / label)
+        sweep = source_sweep(run)
+        if sweep is not None:
+            plot_run(sweep, out / "figures" / label / "sweep")
+    md_path = out / "report.md"
+    return md_path, write_html(study_report(runs, out), md_path, f"IAKD study: {len(runs)} settings")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", help="a run folder (ablation or sweep)")
+    p.add_argument("runs", nargs="+", metavar="run", help="a run folder (ablation or sweep); several ablation "
+                   "folders (one per setting) make one study report")
+    p.add_argument("--out", type=Path, help="several runs: the folder for report.md/.html and figures/ "
+                   "(default: the runs' common parent folder)")
     args = p.parse_args(argv)
     try:
-        run = load_run(args.run)
+        runs = [load_run(path) for path in args.runs]
     except NotARunError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    md_path, html_path = write_report(run)
+    if len(runs) == 1 and args.out is None:
+        md_path, html_path = write_report(runs[0])
+    else:
+        not_ablations = [r.name for r in runs if r.kind != "ablation"]
+        if not_ablations:
+            print(f"error: a study report combines ablation runs; {', '.join(not_ablations)} "
+                  f"{'is a sweep' if len(not_ablations) == 1 else 'are sweeps'} (give its ablation folder)",
+                  file=sys.stderr)
+            return 2
+        out = args.out or Path(os.path.commonpath([r.path.resolve() for r in runs]))
+        md_path, html_path = write_study_report(runs, out)
     print(f"wrote {md_path} and {html_path}")
     return 0
 

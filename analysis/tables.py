@@ -89,7 +89,7 @@ def comparisons_vs_best(run: Run, factor: str) -> pd.DataFrame:
 
 
 def describe_best(row: pd.Series) -> str:
-    return f"{describe_config(row)} (mean p={row['swap_mean_p']:.2f})"
+    return f"{describe_config(row)} (mean p={row['swap_mean_p']:.3f})"
 
 
 def describe_change(run: Run, arm: str) -> str:
@@ -117,3 +117,88 @@ def anchors_for(run: Run) -> pd.DataFrame:
     a = load_anchors()
     return a[(a["dataset"] == cfg.get("dataset")) & (a["teacher"] == cfg.get("teacher"))
              & (a["student"] == cfg.get("student"))]
+
+
+# An ablation's runs whose teacher-unit compatibility the report shows: the best configuration, and the paper's
+# constant p = 0.5, which swaps all through training (the best may hardly swap at all).
+COMPATIBILITY_ARMS = ("iakd_best", "iakd_paper_default")
+
+
+def compatibility_runs(run: Run) -> dict[str, pd.DataFrame]:
+    """The trials the compatibility diagnostic is shown for, by name: an ablation's ``COMPATIBILITY_ARMS`` (all
+    their seeds), or a sweep's best COMPLETE trial."""
+    t = run.trials[run.trials["status"] == "COMPLETE"]
+    if run.kind == "ablation":
+        return {arm: t[t["arm"] == arm] for arm in COMPATIBILITY_ARMS if "arm" in t and (t["arm"] == arm).any()}
+    best = t.nlargest(1, "val_acc_last")
+    return {f"best trial {int(best['trial_number'].iloc[0])}": best} if len(best) else {}
+
+
+def compatibility_long(run: Run) -> pd.DataFrame:
+    """Teacher-unit compatibility, long form: ``run`` (see :func:`compatibility_runs`), trial_id, epoch, ``line``
+    (student alone, teacher alone, unit i swapped in) and ``acc`` (%, on the diagnostic's validation subset);
+    empty when no diagnostics were recorded."""
+    columns = ["run", "trial_id", "epoch", "line", "acc"]
+    e = run.epochs
+    if not len(e) or "compat_student" not in e:
+        return pd.DataFrame(columns=columns)
+    frames = []
+    for name, trials in compatibility_runs(run).items():
+        rows = e[e["trial_id"].isin(trials["trial_id"]) & e["compat_student"].notna()]
+        units = sorted((c for c in rows.columns if c.startswith("compat_u") and rows[c].notna().any()),
+                       key=lambda c: int(c.removeprefix("compat_u")))
+        names = {"compat_student": "student alone", "compat_teacher": "teacher alone",
+                 **{c: f"unit {c.removeprefix('compat_u')} swapped in" for c in units}}
+        long = rows.melt(id_vars=["trial_id", "epoch"], value_vars=list(names), var_name="line", value_name="acc")
+        long["line"] = long["line"].map(names)
+        long.insert(0, "run", name)
+        frames.append(long.dropna(subset=["acc"]))
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def compatibility_table(run: Run) -> pd.DataFrame:
+    """Mean over each shown run's seeds per diagnostic epoch (rows) and line (columns), with n."""
+    long = compatibility_long(run)
+    if not len(long):
+        return pd.DataFrame()
+    order = list(dict.fromkeys(long["line"]))
+    tables = []
+    for name, part in long.groupby("run", sort=False):
+        table = part.pivot_table(index="epoch", columns="line", values="acc", aggfunc="mean")
+        table = table[[c for c in order if c in table]].round(2)
+        table.insert(0, "n", part.groupby("epoch")["trial_id"].nunique())
+        table = table.reset_index()
+        table.insert(0, "run", name)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def methods_by_setting(runs: dict[str, Run]) -> pd.DataFrame:
+    """Table 1 across settings: one row per method (the teacher first), one column per setting (label: its pair),
+    mean ± std (n); the best student-side method of each column in bold (the teacher is the reference, n = 1)."""
+    columns, order = {}, ["teacher"]
+    for label, run in runs.items():
+        wide = seed_table(run)
+        cfg = run.manifest.get("base_config", {})
+        column = {}
+        teacher = run.manifest.get("teacher") or {}
+        if teacher.get("test_acc") is not None:
+            column["teacher"] = f"{teacher['test_acc']:.2f} (n=1)"
+        arms = method_arms(run)
+        best = max(arms, key=lambda a: wide[a].mean()) if arms else None
+        for arm in arms:
+            text = fmt_mean_std(wide[arm].dropna())
+            column[arm] = f"**{text}**" if arm == best else text
+            order.append(arm)
+        if "iakd_best" in column and "iakd_best_plus_kd" not in column and best_uses_kd(run):
+            column["iakd_best_plus_kd"] = "= iakd_best (it uses KD)"
+        columns[f"{label} ({cfg.get('teacher')} → {cfg.get('student')})"] = column
+    rows = [m for m in dict.fromkeys(order + ["iakd_best_plus_kd"]) if any(m in col for col in columns.values())]
+    return pd.DataFrame([{"method": m, **{c: col.get(m, "—") for c, col in columns.items()}} for m in rows])
+
+
+def best_uses_kd(run: Run) -> bool:
+    """Whether the ablated best IAKD config has a KD term (then the ablation has no iakd_best_plus_kd arm)."""
+    t = run.trials
+    best = t[t["arm"] == "iakd_best"] if "arm" in t else t.iloc[0:0]
+    return bool(len(best)) and float(best["kd_weight"].iloc[0]) > 0

@@ -5,6 +5,9 @@
   that plain KD measurably beats the student alone (the positive control); resnet26 -> resnet14 (2 granularities:
   1 or 2 units per stage), teacher trained 30 epochs on 24000 images (a superset of the student's, disjoint from
   val and test). Timings: bench/README.md (P1).
+* ``laptop-wrn`` — the second laptop setting (study/run_study.py runs both: ``STUDY_PRESETS``): the same data and
+  recipe, wrn_16_2 -> wrn_16_1, a width mismatch, so every swapped-in teacher unit goes through adapters.
+* ``smoke-wrn`` — seconds: the laptop-wrn pair on the smoke data (the study command's tests).
 * ``cifar100-<teacher>-<student>`` / ``cifar10-...`` — the published CRD/RepDistiller recipe (240 epochs, SGD
   lr 0.05 x0.1 at 150/180/210, batch 64, wd 5e-4, crop 32 pad 4 + flip, T = 4, KD 0.9 KL / 0.1 CE), for GPUs.
 """
@@ -43,6 +46,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "epochs": 3, "teacher_epochs": 3, "batch_size": 64, "lr": 0.05, "threads": 1},
         "sweep": {"max_epochs": 3, "grace_epochs": 1, "reduction_factor": 3, "concurrency": 2, "cpus_per_trial": 1},
     },
+    "smoke-wrn": {
+        "description": "seconds: `smoke` with the laptop-wrn pair, wrn_16_2 -> wrn_16_1 (adapters; tests)",
+        "config": {**_LAPTOP_DATA, "train_size": 600, "val_size": 300, "teacher": "wrn_16_2", "student": "wrn_16_1",
+                   "epochs": 3, "teacher_epochs": 3, "batch_size": 64, "lr": 0.05, "threads": 1},
+        "sweep": {"max_epochs": 3, "grace_epochs": 1, "reduction_factor": 3, "concurrency": 2, "cpus_per_trial": 1},
+    },
     # Chosen for sensitivity at laptop cost (probes on 2 cores, 2026-12-01, bf16 autocast on an AVX512-BF16 CPU;
     # seeds 1000-1002): with the teacher on the student's 8000 images (88.0 % test) KD - student was +1.47 / +1.22
     # / +1.17 but the teacher was only 2.1 points above the student; a teacher on 24000 images of the same pool
@@ -53,6 +62,17 @@ PRESETS: dict[str, dict[str, Any]] = {
                        "per stage), 15 epochs, cosine LR; teacher 30 epochs on 24000 images of the same pool",
         "config": {**_LAPTOP_DATA, "train_size": 8000, "val_size": 2000, "teacher": "resnet26",
                    "student": "resnet14", "epochs": 15, "teacher_epochs": 30, "teacher_train_size": 24000,
+                   "batch_size": 64, "lr": 0.05, "lr_schedule": "cosine", "threads": 1},
+        "sweep": {"max_epochs": 15, "grace_epochs": 2, "reduction_factor": 3, "concurrency": 2, "cpus_per_trial": 1},
+    },
+    # The second laptop setting, of another kind: a width mismatch (the teacher's units are twice as wide, so every
+    # swapped-in unit goes through the hybrid's 1x1-conv adapters) in another family (pre-activation WRNs), same
+    # data and recipe as `laptop`. Probes (2026-12-01, bf16, seeds 1000-1002): bench/README.md "Second setting".
+    "laptop-wrn": {
+        "description": "second laptop setting: Fashion-MNIST 14x14 as `laptop`, wrn_16_2 -> wrn_16_1 (width "
+                       "mismatch: adapters on every swapped unit; 1 or 2 units per stage), 15 epochs, cosine LR",
+        "config": {**_LAPTOP_DATA, "train_size": 8000, "val_size": 2000, "teacher": "wrn_16_2",
+                   "student": "wrn_16_1", "epochs": 15, "teacher_epochs": 30, "teacher_train_size": 24000,
                    "batch_size": 64, "lr": 0.05, "lr_schedule": "cosine", "threads": 1},
         "sweep": {"max_epochs": 15, "grace_epochs": 2, "reduction_factor": 3, "concurrency": 2, "cpus_per_trial": 1},
     },
@@ -73,6 +93,7 @@ for _dataset in ("cifar100", "cifar10"):
         }
 
 DEFAULT_PRESET = "laptop"
+STUDY_PRESETS = ("laptop", "laptop-wrn")  # the settings study/run_study.py runs by default (Table 1's columns)
 
 
 def method_overrides(method: str) -> dict[str, Any]:

@@ -297,3 +297,84 @@ def test_one_diverged_seed_is_named_in_the_warnings(tmp_path):
     s = assess(load_run(folder))
     assert any("iakd_best seed 1001 (10.0 %) ended within 2x chance" in w for w in s.warnings), s.warnings
     assert not any(w.startswith("iakd_best (") for w in s.warnings)  # the arm's mean is not at chance
+
+
+def add_compatibility(folder, trial_ids, units=3, epochs=(2, 6, 8)):
+    """Epochs rows with the teacher-unit compatibility diagnostic at ``epochs`` (NaN elsewhere)."""
+    rows = []
+    for k, tid in enumerate(trial_ids):
+        for e in range(1, max(epochs) + 1):
+            row = {"trial_id": tid, "epoch": e, "val_acc": 60.0 + e}
+            if e in epochs:
+                row.update(compat_student=60.0 + e + k, compat_teacher=90.0,
+                           **{f"compat_u{i}": 20.0 + 10 * i + e + k for i in range(units)})
+            rows.append(row)
+    pd.DataFrame(rows).to_parquet(folder / "epochs.parquet")
+
+
+def test_compatibility_table_figure_and_report_summary(tmp_path):
+    from analysis.tables import compatibility_table
+
+    folder = make_ablation(tmp_path / "a", make_sweep(tmp_path / "s"), ARMS)
+    # kd rows are not shown; the paper default's one seed is, as its own run
+    add_compatibility(folder, ["iakd_best1000", "iakd_best1001", "kd1000", "iakd_paper_default1000"])
+    run = load_run(folder)
+    table = compatibility_table(run)
+    assert list(table["run"]) == ["iakd_best"] * 3 + ["iakd_paper_default"] * 3
+    assert list(table["epoch"]) == [2, 6, 8] * 2 and list(table["n"]) == [2, 2, 2, 1, 1, 1]
+    assert list(table.columns) == ["run", "epoch", "n", "student alone", "teacher alone", "unit 0 swapped in",
+                                   "unit 1 swapped in", "unit 2 swapped in"]
+    assert table.loc[2, "unit 2 swapped in"] == pytest.approx(20 + 20 + 8 + 0.5)  # mean over the two seeds
+    assert table.loc[5, "unit 2 swapped in"] == pytest.approx(20 + 20 + 8 + 3)  # the 4th trial listed: k = 3
+    assert (folder / "figures").exists() is False
+    assert any(p.name == "compatibility.png" for p in plot_run(run))
+    text = build_report(run)
+    assert "## Teacher-unit compatibility" in text
+    assert "- iakd_best: at epoch 8, 28.5–48.5 % (best: unit 2 swapped in, worst: unit 0 swapped in)" in text
+    assert "- iakd_paper_default: at epoch 8" in text
+    assert "*Figure: Teacher-unit compatibility: validation accuracy" in text  # the figure's caption
+    bare = load_run(make_ablation(tmp_path / "b", tmp_path / "s", ARMS))  # no diagnostics recorded: no section
+    assert "Teacher-unit compatibility" not in build_report(bare)
+
+
+def test_study_report_table1_is_methods_by_settings_with_the_best_of_each_marked(tmp_path):
+    from analysis.report import main as report_main
+    from analysis.tables import methods_by_setting
+
+    sweep = make_sweep(tmp_path / "s")
+    arms = {**ARMS, "iakd_best_plus_kd": 2.5}
+    runs = {}
+    second_arms = {a: d for a, d in {**arms, "kd": 4.0, "iakd_best": 1.0}.items() if a != "iakd_best_plus_kd"}
+    for name, deltas in (("first", arms), ("second", second_arms)):  # the second's best uses KD: no plus-KD arm
+        folder = make_ablation(tmp_path / name, sweep, deltas)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        (folder / "manifest.json").write_text(json.dumps({**manifest, "preset": f"setting-{name}"}))
+        add_compatibility(folder, ["iakd_best1000", "iakd_best1001"])
+        runs[f"setting-{name}"] = load_run(folder)
+    t = methods_by_setting(runs)
+    assert list(t["method"]) == ["teacher", "student", "kd", "fitnet", "at", "iakd_paper_default", "iakd_best",
+                                 "iakd_best_plus_kd"]
+    assert list(t.columns) == ["method", "setting-first (resnet56 → resnet20)", "setting-second (resnet56 → resnet20)"]
+    first, second = t.columns[1], t.columns[2]
+    assert t.loc[0, first] == "80.00 (n=1)"
+    bold = {c: list(t.loc[t[c].str.startswith("**"), "method"]) for c in (first, second)}
+    assert bold == {first: ["iakd_best"], second: ["kd"]}
+    assert t.loc[1:, first].str.contains(r"\(n=3\)").all() and t.loc[1:6, second].str.contains(r"\(n=3\)").all()
+    assert t.loc[7, second] == "= iakd_best (it uses KD)"
+
+    out = tmp_path / "study"
+    assert report_main([str(tmp_path / "first"), str(tmp_path / "second"), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    for section in ("## Table 1 — methods × settings", "### Table 1 — differences", "## Setting setting-first",
+                    "## Setting setting-second", "### Can this setting detect an effect?", "### Table 2",
+                    "### Teacher-unit compatibility", "### Sweep summary", "## Environment and how to regenerate"):
+        assert section in text, section
+    diffs = text.split("### Table 1 — differences")[1].split("## Setting")[0]
+    assert diffs.count("| setting-first") == 8 and diffs.count("| setting-second") == 7  # teacher + methods
+    import re
+
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert links and all((out / link).exists() for link in links)  # every image inside the study folder
+    assert any(link.startswith("figures/setting-second/sweep/") for link in links)
+    assert (out / "report.html").exists()
+    assert report_main([str(tmp_path / "first"), str(tmp_path / "s")]) == 2  # a sweep is not a setting's ablation

@@ -1,0 +1,221 @@
+#!/usr/bin/env python
+"""The whole study in one command: for each setting (preset), a sweep and then the ablation of its best config;
+then one report over every setting (Table 1 = methods x settings).
+
+    python study/run_study.py                                   # --presets laptop,laptop-wrn
+    python study/run_study.py --presets laptop,laptop-wrn --budget 64 --seeds 5
+    python study/run_study.py ... --address ray://head:10001    # on a Ray cluster
+
+Writes results/studies/<name>/ (default name: the presets joined by '+'): <preset>-sweep/ and <preset>-ablation/
+(the run folders study/run_sweep.py and study/run_ablation.py make), study.json (the plan and every stage's
+status and seconds), report.md / report.html and figures/. Each stage is the real command, run as a child
+process. Re-running the same command continues: finished stages are skipped, an interrupted one is resumed
+(--resume), the report is rewritten. Ctrl-C or SIGTERM stops the running stage cleanly (its tables are written)
+and exits 130. Duration on 2 cores: README.md ("One command for the whole study").
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+# Ctrl-C or SIGTERM while the imports below load torch (a second or two): one line and exit 130, nothing written.
+for _signal in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_signal, lambda *_: (print("interrupted during start-up, before any stage", file=sys.stderr,
+                                             flush=True), os._exit(130)))
+
+import argparse
+import ctypes
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from iakd_core.cli import check_output_dir
+from iakd_core.presets import PRESETS, STUDY_PRESETS
+from iakd_core.trial import write_json
+from study.cli import OneLineParser, fail, positive_int
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAN_KEYS = ("presets", "budget", "seeds", "arms")  # what a re-run must repeat to continue the same study
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", default=",".join(STUDY_PRESETS),
+                   help=f"comma-separated settings, one sweep + ablation each (default {','.join(STUDY_PRESETS)})")
+    p.add_argument("--budget", type=positive_int, default=64, help="sweep trials per setting (default 64)")
+    p.add_argument("--seeds", type=positive_int, default=5, help="ablation seeds per arm (default 5)")
+    p.add_argument("--arms", help="comma-separated ablation arms (default: every arm that applies; see "
+                   "run_ablation.py --help)")
+    p.add_argument("--name", help="study folder name (default: the presets joined by '+')")
+    p.add_argument("--output-dir", default="results/studies", help="where study folders go")
+    p.add_argument("--address", help="Ray cluster address for every stage (default: a private local Ray)")
+    p.add_argument("--data-root", help="dataset folder (default data)")
+    p.add_argument("--teacher-cache", help="teacher cache folder (default results/teachers)")
+    return p
+
+
+def plan_stages(args: argparse.Namespace, presets: list[str], study_dir: Path) -> list[dict[str, Any]]:
+    """The stages in order: per preset a sweep, then its ablation (each a folder inside the study folder), with
+    the command that starts each (an unfinished one is resumed instead)."""
+    paths = [f"--{name.replace('_', '-')}={value}" for name, value in
+             (("data_root", args.data_root), ("teacher_cache", args.teacher_cache)) if value]
+    arms = [f"--arms={args.arms}"] if args.arms else []
+    stages = []
+    for preset in presets:
+        sweep, ablation = study_dir / f"{preset}-sweep", study_dir / f"{preset}-ablation"
+        stages.append({"name": f"{preset} sweep", "kind": "sweep", "preset": preset, "dir": sweep.name,
+                       "new": ["run_sweep.py", "--preset", preset, "--budget", str(args.budget), "--name",
+                               sweep.name, "--output-dir", str(study_dir), *paths]})
+        stages.append({"name": f"{preset} ablation", "kind": "ablation", "preset": preset, "dir": ablation.name,
+                       "new": ["run_ablation.py", str(sweep), "--seeds", str(args.seeds), "--name", ablation.name,
+                               "--output-dir", str(study_dir), *arms]})
+    return stages
+
+
+def stage_status(run_dir: Path) -> str:
+    """``new`` (no folder), ``complete`` or ``unfinished`` (a folder a killed or interrupted stage left)."""
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return "unfinished" if run_dir.exists() else "new"
+    return "complete" if manifest.get("status") == "complete" else "unfinished"
+
+
+def read_plan(study_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
+    """The study's record; a re-run must ask for the same plan (else one line, exit 2, nothing touched)."""
+    path = study_dir / "study.json"
+    if not path.exists():
+        return {**plan, "stages": {}}
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        fail(f"{path} is corrupt; remove the study folder {study_dir} or choose another --name")
+    changed = [f"{k} {record.get(k)!r} (asked: {plan[k]!r})" for k in PLAN_KEYS if record.get(k) != plan[k]]
+    if changed:
+        fail(f"{study_dir} holds a study with other settings: {'; '.join(changed)}; re-run with those, or choose "
+             "another --name")
+    return record
+
+
+class Forwarder:
+    """SIGINT/SIGTERM to this process go to the running stage (a child in its own session, so a terminal's
+    Ctrl-C reaches it once, through here); the stage writes its tables and exits 130."""
+
+    def __init__(self) -> None:
+        self.child: subprocess.Popen | None = None
+        self.interrupted = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.handle)
+
+    def handle(self, signum, frame) -> None:
+        if self.interrupted:
+            return
+        self.interrupted = True
+        print("stopping the running stage (its results so far are kept); re-run the same command to continue",
+              file=sys.stderr, flush=True)
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signum)
+
+    def run(self, argv: list[str]) -> int:
+        if self.interrupted:
+            return 130
+        self.child = subprocess.Popen(argv, cwd=ROOT, start_new_session=True, preexec_fn=_die_with_parent)
+        try:
+            return self.child.wait()
+        finally:
+            self.child = None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGTERM (a clean stop) if this study process dies, even by
+    SIGKILL, so no stage runs on orphaned beside a re-run's resume of the same folder."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: an orphaned stage finishes on its own
+
+
+def clock(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def stage_seconds(stage: dict[str, Any], record: dict[str, Any], study_dir: Path) -> float | None:
+    """How long a finished stage took: as this study recorded it, else its run's own wall time (a stage made by
+    hand, before the study command took the folder over)."""
+    seconds = record["stages"].get(stage["name"], {}).get("seconds")
+    if seconds is None and stage_status(study_dir / stage["dir"]) == "complete":
+        seconds = json.loads((study_dir / stage["dir"] / "manifest.json").read_text()).get("wall_seconds")
+    return seconds
+
+
+def eta(stages: list[dict[str, Any]], record: dict[str, Any], study_dir: Path, index: int) -> str:
+    """Remaining time, guessed from the stages of the same kind (sweep, ablation) that have finished."""
+    spent: dict[str, list[float]] = {}
+    for stage in stages[:index]:
+        seconds = stage_seconds(stage, record, study_dir)
+        if seconds:
+            spent.setdefault(stage["kind"], []).append(seconds)
+    rest = stages[index:]
+    if any(s["kind"] not in spent for s in rest):
+        return "ETA after one sweep and one ablation have run"
+    return f"ETA ~{clock(sum(sum(spent[s['kind']]) / len(spent[s['kind']]) for s in rest))}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    unknown = [p for p in presets if p not in PRESETS]
+    if unknown or not presets:
+        fail(f"unknown preset(s) {unknown or args.presets!r}; choose from: {', '.join(PRESETS)}")
+    if len(set(presets)) != len(presets):
+        fail(f"--presets names a setting twice: {args.presets}")
+    out = Path(args.output_dir)
+    check_output_dir(out)
+    study_dir = out.resolve() / (args.name or "+".join(presets))
+    plan = {"presets": presets, "budget": args.budget, "seeds": args.seeds, "arms": args.arms}
+    record = read_plan(study_dir, plan)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    record.update(command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), address=args.address)
+    stages = plan_stages(args, presets, study_dir)
+    forwarder = Forwarder()
+    started = time.time()
+    total = len(stages) + 1
+    for index, stage in enumerate(stages):
+        run_dir = study_dir / stage["dir"]
+        status = stage_status(run_dir)
+        head = f"[study {index + 1}/{total}] {stage['name']}"
+        if status == "complete":
+            print(f"{head}: finished earlier, skipped", flush=True)
+            continue
+        command = stage["new"] if status == "new" else [f"run_{stage['kind']}.py", "--resume", str(run_dir)]
+        if args.address:
+            command += ["--address", args.address]
+        print(f"{head}: {'starting' if status == 'new' else 'resuming'} | elapsed {clock(time.time() - started)} | "
+              f"{eta(stages, record, study_dir, index)}", flush=True)
+        stage_start = time.time()
+        code = forwarder.run([sys.executable, str(ROOT / "study" / command[0]), *command[1:]])
+        entry = record["stages"].setdefault(stage["name"], {"dir": stage["dir"], "seconds": 0.0})
+        entry["seconds"] = round(entry["seconds"] + time.time() - stage_start, 1)
+        entry["status"] = stage_status(run_dir)
+        write_json(study_dir / "study.json", record)
+        if code != 0 or entry["status"] != "complete":
+            why = "interrupted" if code in (0, 130) or forwarder.interrupted else f"failed (exit {code})"
+            print(f"{head}: {why}; re-run the same command to continue", file=sys.stderr, flush=True)
+            return 130 if why == "interrupted" else code
+    ablations = [str(study_dir / s["dir"]) for s in stages if s["kind"] == "ablation"]
+    print(f"[study {total}/{total}] report over {len(ablations)} setting(s) | elapsed "
+          f"{clock(time.time() - started)}", flush=True)
+    code = forwarder.run([sys.executable, str(ROOT / "analysis" / "report.py"), *ablations, "--out", str(study_dir)])
+    if code == 0:
+        record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        write_json(study_dir / "study.json", record)
+        print(f"study done in {clock(time.time() - started)} -> {study_dir / 'report.md'}", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

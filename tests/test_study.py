@@ -1,0 +1,82 @@
+"""study/run_study.py: two settings (smoke, smoke-wrn) sweep -> ablation -> one report, interrupted once with
+SIGTERM and re-run to finish, through the real commands on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "study" / "run_study.py"
+ARMS = "student,kd,fitnet,at,iakd_paper_default,iakd_best"
+
+
+def study_args(tmp_path, teacher_cache, **changes):
+    args = {"--presets": "smoke,smoke-wrn", "--budget": "3", "--seeds": "2", "--arms": ARMS,
+            "--output-dir": str(tmp_path), "--name": "st", "--teacher-cache": teacher_cache,
+            "--data-root": str(ROOT / "data"), **changes}
+    return [sys.executable, str(SCRIPT), *[x for k, v in args.items() for x in (k, v)]]
+
+
+def test_study_runs_every_setting_survives_an_interrupt_and_reports_methods_by_settings(tmp_path, teacher_cache):
+    args = study_args(tmp_path, teacher_cache)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen, in_ablation = [], False
+    for line in proc.stdout:  # stop the study once its first ablation has finished two trials (the sweep is done)
+        seen.append(line)
+        in_ablation = in_ablation or line.startswith("[study 2/5] smoke ablation: starting")
+        if in_ablation and line.startswith("[2/"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert "re-run the same command to continue" in rest
+    study = tmp_path / "st"
+    record = json.loads((study / "study.json").read_text())
+    assert record["stages"]["smoke sweep"]["status"] == "complete"
+    assert not (study / "report.md").exists()
+    sweep_manifest = (study / "smoke-sweep" / "manifest.json").read_bytes()
+
+    other = subprocess.run(study_args(tmp_path, teacher_cache, **{"--seeds": "3"}), capture_output=True, text=True,
+                           cwd=ROOT, timeout=120)
+    assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1
+    assert "seeds 2 (asked: 3)" in other.stderr
+
+    again = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "[study 1/5] smoke sweep: finished earlier, skipped" in again.stdout
+    assert "[study 2/5] smoke ablation: resuming" in again.stdout
+    assert (study / "smoke-sweep" / "manifest.json").read_bytes() == sweep_manifest  # not run again
+    for stage in ("[study 3/5] smoke-wrn sweep: starting", "[study 5/5] report over 2 setting(s)", "study done"):
+        assert stage in again.stdout, stage
+    for preset in ("smoke", "smoke-wrn"):
+        trials = pd.read_parquet(study / f"{preset}-ablation" / "trials.parquet")
+        assert len(trials) == 2 * len(ARMS.split(",")) and trials["trial_id"].is_unique  # nothing lost or twice
+        assert (trials["status"] == "COMPLETE").all()
+        epochs = pd.read_parquet(study / f"{preset}-ablation" / "epochs.parquet")
+        best = epochs[epochs["trial_id"].isin(trials.loc[trials["arm"] == "iakd_best", "trial_id"])]
+        assert best["compat_u0"].between(0, 100).all() if "compat_u0" in best else False
+    record = json.loads((study / "study.json").read_text())
+    assert all(s["status"] == "complete" for s in record["stages"].values()) and "finished" in record
+    text = (study / "report.md").read_text()
+    assert "## Table 1 — methods × settings" in text
+    header = next(line for line in text.splitlines() if line.startswith("| method"))
+    assert "smoke (resnet26 → resnet14)" in header and "smoke-wrn (wrn_16_2 → wrn_16_1)" in header
+    assert "### Teacher-unit compatibility" in text and (study / "figures" / "smoke-wrn" / "compatibility.png").exists()
+
+
+def test_study_bad_input_is_one_line_and_writes_nothing(tmp_path):
+    for bad, message in ((["--presets", "laptop,nope"], "unknown preset(s) ['nope']"),
+                         (["--presets", "smoke,smoke"], "names a setting twice"),
+                         (["--budget", "0"], "must be at least 1")):
+        r = subprocess.run([sys.executable, str(SCRIPT), *bad, "--output-dir", str(tmp_path / "o")],
+                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()
