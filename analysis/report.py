@@ -1,12 +1,16 @@
 #!/usr/bin/env python
-"""Write report.md and report.html for a run (an ablation run also summarises the sweep it came from).
+"""Write report.md and report.html for a run (an ablation run also summarises the sweep it came from), or one
+study report over several ablation runs (one per setting).
 
     python analysis/report.py results/ablations/<run>
     python analysis/report.py results/sweeps/<run>
+    python analysis/report.py <ablation> <ablation> ... [--out DIR]   # default DIR: their common parent folder
 
-Tables: 1 (methods, paper shape), 2 (schedule), 3 (granularity), 4 (loss terms), sweep summary with the top
-trials, published anchor numbers when the setting matches, the environment and the commands that regenerate
-everything, and a conclusion computed from the numbers. Figures are made by analysis/plots.py and linked.
+Tables: 1 (methods, paper shape; several runs: methods x settings, best marked, then the differences per
+setting), 2 (schedule), 3 (granularity), 4 (loss terms), 5 (teacher BatchNorm mode), teacher-unit compatibility,
+sweep summary with the top trials, published anchor numbers when the setting matches, the environment and the
+commands that regenerate everything, and a conclusion computed from the numbers. Figures are made by
+analysis/plots.py and linked; the report's folder holds every image it shows.
 """
 
 from __future__ import annotations
