@@ -46,12 +46,6 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "epochs": 3, "teacher_epochs": 3, "batch_size": 64, "lr": 0.05, "threads": 1},
         "sweep": {"max_epochs": 3, "grace_epochs": 1, "reduction_factor": 3, "concurrency": 2, "cpus_per_trial": 1},
     },
-    "smoke-wrn": {
-        "description": "seconds: `smoke` with the laptop-wrn pair, wrn_16_2 -> wrn_16_1 (adapters; tests)",
-        "config": {**_LAPTOP_DATA, "train_size": 600, "val_size": 300, "teacher": "wrn_16_2", "student": "wrn_16_1",
-                   "epochs": 3, "teacher_epochs": 3, "batch_size": 64, "lr": 0.05, "threads": 1},
-        "sweep": {"max_epochs": 3, "grace_epochs": 1, "reduction_factor": 3, "concurrency": 2, "cpus_per_trial": 1},
-    },
     # Chosen for sensitivity at laptop cost (probes on 2 cores, 2026-12-01, bf16 autocast on an AVX512-BF16 CPU;
     # seeds 1000-1002): with the teacher on the student's 8000 images (88.0 % test) KD - student was +1.47 / +1.22
     # / +1.17 but the teacher was only 2.1 points above the student; a teacher on 24000 images of the same pool
@@ -65,19 +59,24 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "batch_size": 64, "lr": 0.05, "lr_schedule": "cosine", "threads": 1},
         "sweep": {"max_epochs": 15, "grace_epochs": 2, "reduction_factor": 3, "concurrency": 2, "cpus_per_trial": 1},
     },
-    # The second laptop setting, of another kind: a width mismatch (the teacher's units are twice as wide, so every
-    # swapped-in unit goes through the hybrid's 1x1-conv adapters) in another family (pre-activation WRNs), same
-    # data and recipe as `laptop`. Probe (2026-12-01, bf16, seeds 1000-1002, nothing tuned on IAKD): teacher 91.23 %
-    # test; student 86.04 / 85.57 / 85.71, KD 87.60 / 87.91 / 88.35 (KD - student +1.56 / +2.34 / +2.64).
-    "laptop-wrn": {
-        "description": "second laptop setting: Fashion-MNIST 14x14 as `laptop`, wrn_16_2 -> wrn_16_1 (width "
-                       "mismatch: adapters on every swapped unit; 1 or 2 units per stage), 15 epochs, cosine LR",
-        "config": {**_LAPTOP_DATA, "train_size": 8000, "val_size": 2000, "teacher": "wrn_16_2",
-                   "student": "wrn_16_1", "epochs": 15, "teacher_epochs": 30, "teacher_train_size": 24000,
-                   "batch_size": 64, "lr": 0.05, "lr_schedule": "cosine", "threads": 1},
-        "sweep": {"max_epochs": 15, "grace_epochs": 2, "reduction_factor": 3, "concurrency": 2, "cpus_per_trial": 1},
-    },
 }
+
+
+def _with_pair(base: str, teacher: str, student: str, description: str) -> dict[str, Any]:
+    """Preset ``base`` with another teacher -> student pair (same data, recipe and search settings)."""
+    return {"description": description, "config": {**PRESETS[base]["config"], "teacher": teacher, "student": student},
+            "sweep": dict(PRESETS[base]["sweep"])}
+
+
+# The second laptop setting, of another kind: a width mismatch (the teacher's units are twice as wide, so every
+# swapped-in unit goes through the hybrid's 1x1-conv adapters) in another family (pre-activation WRNs), same data
+# and recipe as `laptop`. Probe (2026-12-01, bf16, seeds 1000-1002, nothing tuned on IAKD): teacher 91.23 % test;
+# student 86.04 / 85.57 / 85.71, KD 87.60 / 87.91 / 88.35 (KD - student +1.56 / +2.34 / +2.64).
+PRESETS["laptop-wrn"] = _with_pair(
+    "laptop", "wrn_16_2", "wrn_16_1", "second laptop setting: `laptop` with wrn_16_2 -> wrn_16_1 (width mismatch: "
+    "adapters on every swapped unit; 1 or 2 units per stage), 15 epochs, cosine LR")
+PRESETS["smoke-wrn"] = _with_pair("smoke", "wrn_16_2", "wrn_16_1",
+                                  "seconds: `smoke` with the laptop-wrn pair, wrn_16_2 -> wrn_16_1 (adapters; tests)")
 
 for _dataset in ("cifar100", "cifar10"):
     for _teacher, _student in PUBLISHED_PAIRS:
