@@ -28,7 +28,7 @@ from iakd_core.presets import preset_config
 class SeparatePass(methods.IAKD):
     """The reference: the hybrid, then the whole student again for the student-only CE."""
 
-    def forward_train(self, x, y, progress):
+    def forward_train(self, x, y, progress, teacher_logits=None):
         mask = self.hybrid.draw_mask(progress).tolist()
         logits, feats = self.hybrid(x, mask, stage_features=self.feature_term is not None)
         terms = self.loss_terms(logits, y, x, feats)

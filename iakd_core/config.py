@@ -119,6 +119,10 @@ class TrialConfig:
                         choices=PRECISIONS)
     channels_last: bool = _f("numerics", True, "channels-last memory format (measured faster on CPU: bench/README.md)")
     eval_batch_size: int = _f("runtime", 1024, "batch size for evaluation", lo=1, runtime_only=True)
+    kd_targets: str = _f("runtime", "auto", "where the KD term's teacher logits come from: auto (on CPU, a table of "
+                         "the teacher's logits for every training image in every augmented form, when a sweep or "
+                         "ablation has built one: the same values, looked up; iakd_core.targets) or online (the "
+                         "teacher runs every step)", choices=("auto", "online"), runtime_only=True)
     compat_size: int = _f("runtime", 512, "iakd: validation images (the first N of the seeded val split) on which "
                           "the teacher-unit compatibility diagnostic runs: the student alone, the teacher alone and "
                           "the hybrid with exactly one unit swapped in, for each unit (0: off)", lo=0,

@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -215,34 +216,72 @@ def load_test(cfg: TrialConfig, splits: DataSplits) -> TensorDataset:
 
 
 # ---- batches -----------------------------------------------------------------------------------------------------
-def random_crop(x: torch.Tensor, padding: int, fill: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Per-sample random crop of a ``padding``-padded batch back to its size (pads with ``fill`` per channel)."""
+class Batch(NamedTuple):
+    """One training batch: augmented images, labels, and which image (``index`` into the dataset) in which of its
+    ``augmentation_variants`` forms (``variant``) each row is, so anything computed per form can be looked up."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    index: torch.Tensor
+    variant: torch.Tensor
+
+
+def augmentation_variants(padding: int, flip: bool) -> int:
+    """How many forms an image can take under crop padding ``padding`` and flips: (2p + 1)^2 offsets x 2."""
+    return (2 * padding + 1) ** 2 * (2 if flip else 1)
+
+
+def crop_at(x: torch.Tensor, padding: int, fill: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor) -> torch.Tensor:
+    """The window at offsets (``oy``, ``ox``) (shape (b, 1) each, 0..2p) of the ``padding``-padded batch (padded
+    with ``fill`` per channel), back to the batch's size."""
     b, c, h, w = x.shape
     padded = fill.view(1, c, 1, 1).expand(b, c, h + 2 * padding, w + 2 * padding).clone()
     padded[:, :, padding : padding + h, padding : padding + w] = x
-    oy, ox = torch.randint(0, 2 * padding + 1, (2, b, 1), generator=generator)
     rows = (oy + torch.arange(h)).view(b, 1, h, 1).expand(b, c, h, w + 2 * padding)
     cols = (ox + torch.arange(w)).view(b, 1, 1, w).expand(b, c, h, w)
     return padded.gather(2, rows).gather(3, cols)
 
 
-def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(x.shape[0], generator=generator) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+def flip_where(x: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
+    return torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x)
+
+
+def augment(x: torch.Tensor, padding: int, flip: bool, fill: torch.Tensor, generator: torch.Generator
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random crop (when ``padding``) then random horizontal flip (when ``flip``), per sample; returns the batch
+    and each row's variant number (see :func:`variant_images`)."""
+    b = x.shape[0]
+    oy = ox = torch.zeros(b, 1, dtype=torch.long)
+    flipped = torch.zeros(b, dtype=torch.bool)
+    if padding:
+        oy, ox = torch.randint(0, 2 * padding + 1, (2, b, 1), generator=generator)
+        x = crop_at(x, padding, fill, oy, ox)
+    if flip:
+        flipped = torch.rand(b, generator=generator) < 0.5
+        x = flip_where(x, flipped)
+    variant = (oy.view(-1) * (2 * padding + 1) + ox.view(-1)) * (2 if flip else 1) + flipped.long()
+    return x, variant
+
+
+def variant_images(x: torch.Tensor, padding: int, flip: bool, fill: torch.Tensor, variant: int) -> torch.Tensor:
+    """Every image of ``x`` in form number ``variant`` of :func:`augment` (offsets and flip fixed)."""
+    flips = 2 if flip else 1
+    offset, flipped = divmod(variant, flips)
+    oy, ox = divmod(offset, 2 * padding + 1)
+    b = x.shape[0]
+    if padding:
+        x = crop_at(x, padding, fill, torch.full((b, 1), oy), torch.full((b, 1), ox))
+    return flip_where(x, torch.full((b,), bool(flipped))) if flip else x
 
 
 def train_batches(data: TensorDataset, batch_size: int, generator: torch.Generator, padding: int, flip: bool,
                   fill: torch.Tensor):
-    """One epoch of shuffled, augmented (images, labels) batches; the last partial batch is dropped if tiny."""
+    """One epoch of shuffled, augmented :class:`Batch` es; the last partial batch is dropped if tiny."""
     order = torch.randperm(len(data), generator=generator)
     for start, end in batch_bounds(len(order), batch_size):
         idx = order[start:end]
-        x = data.images[idx]
-        if padding:
-            x = random_crop(x, padding, fill, generator)
-        if flip:
-            x = random_flip(x, generator)
-        yield x, data.labels[idx]
+        x, variant = augment(data.images[idx], padding, flip, fill, generator)
+        yield Batch(x, data.labels[idx], idx, variant)
 
 
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:

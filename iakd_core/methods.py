@@ -3,10 +3,13 @@ and a feature term from the config's weights, so student, KD, FitNet and AT are 
 weights (``presets.METHOD_DEFAULTS``) and own no code beyond a name; IAKD owns its forward (the hybrid) and its
 swap statistics.
 
-``forward_train(x, y, progress)`` returns ``(logits, {term: weighted loss})``; the trainer sums the dict, so a new
-loss term needs no trainer change. The teacher is frozen by structure: it is not a registered submodule (so it is
-in no optimizer, no ``state_dict`` and no ``.train()`` call), its parameters have ``requires_grad=False``, and it is
-put in eval mode once and kept there.
+``forward_train(x, y, progress, teacher_logits=None)`` returns ``(logits, {term: weighted loss})``; the trainer sums
+the dict, so a new loss term needs no trainer change. ``teacher_logits``, when the trainer has them from a table
+(``iakd_core.targets``), replace the teacher's forward for the KD term.
+
+The teacher is frozen by structure: it is not a registered submodule (so it is in no optimizer, no ``state_dict``
+and no ``.train()`` call), its parameters have ``requires_grad=False``, and it is put in eval mode once and kept
+there.
 
 Add a method: subclass :class:`Method`, decorate it with ``@register("name")``, and give its literature weights
 in ``presets.METHOD_DEFAULTS`` (the config's method names, the ablation's comparator arms and Table 1 follow).
@@ -76,22 +79,26 @@ class Method(nn.Module):
             x = x.contiguous()
         return teacher.features(x) if features else (teacher(x), None)
 
-    def loss_terms(self, logits, y, x, stage_features=None) -> dict[str, torch.Tensor]:
-        """CE, and the KD/feature terms whose weights are > 0 (teacher run only when a term needs it)."""
+    def loss_terms(self, logits, y, x, stage_features=None, teacher_logits=None) -> dict[str, torch.Tensor]:
+        """CE, and the KD/feature terms whose weights are > 0 (teacher run only when a term needs it; not for KD
+        alone when ``teacher_logits``, the teacher's logits for ``x``, are given)."""
         cfg = self.cfg
         terms = {"ce": cfg.ce_weight * F.cross_entropy(logits, y)} if cfg.ce_weight > 0 else {}
-        if cfg.kd_weight > 0 or self.feature_term is not None:
-            t_logits, t_feats = self.teacher_outputs(x, features=self.feature_term is not None)
+        features = self.feature_term is not None
+        if cfg.kd_weight > 0 or features:
+            if teacher_logits is None or features:
+                teacher_logits, t_feats = self.teacher_outputs(x, features=features)
             if cfg.kd_weight > 0:
-                terms["kd"] = cfg.kd_weight * kd_loss(logits, t_logits, cfg.kd_temperature)
-            if self.feature_term is not None:
+                terms["kd"] = cfg.kd_weight * kd_loss(logits, teacher_logits, cfg.kd_temperature)
+            if features:
                 terms[self.feature_term.kind] = cfg.feature_weight * self.feature_term(stage_features, t_feats)
         return terms
 
-    def forward_train(self, x: torch.Tensor, y: torch.Tensor, progress: float):
+    def forward_train(self, x: torch.Tensor, y: torch.Tensor, progress: float,
+                      teacher_logits: torch.Tensor | None = None):
         if self.feature_term is None:
             logits = self.student(x)
-            return logits, self.loss_terms(logits, y, x)
+            return logits, self.loss_terms(logits, y, x, teacher_logits=teacher_logits)
         logits, feats = self.student.features(x)
         return logits, self.loss_terms(logits, y, x, feats)
 
@@ -134,12 +141,13 @@ class IAKD(Method):
             functools.partial(schedule_value, cfg.swap_schedule, **params), cfg.swap_profile, cfg.swap_mode,
             cfg.teacher_bn, seed=cfg.seed + SWAP_SEED_OFFSET)
 
-    def forward_train(self, x: torch.Tensor, y: torch.Tensor, progress: float):
+    def forward_train(self, x: torch.Tensor, y: torch.Tensor, progress: float,
+                      teacher_logits: torch.Tensor | None = None):
         mask = self.hybrid.draw_mask(progress).tolist()
         student_pass = self.cfg.student_ce_weight > 0
         logits, feats, student_logits = self.hybrid.forward_with_student(
             x, mask, stage_features=self.feature_term is not None, student_pass=student_pass)
-        terms = self.loss_terms(logits, y, x, feats)
+        terms = self.loss_terms(logits, y, x, feats, teacher_logits)
         if student_pass:
             terms["student_ce"] = self.cfg.student_ce_weight * F.cross_entropy(student_logits, y)
         return logits, terms

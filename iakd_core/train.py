@@ -180,9 +180,11 @@ class FitResult:
 
 
 def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device,
-        report: Report | None = None, keep_best: bool = False) -> FitResult:
+        report: Report | None = None, keep_best: bool = False, kd_targets: torch.Tensor | None = None) -> FitResult:
     """Train ``method`` for ``cfg.epochs`` epochs; after each, validate the student alone and ``report``.
-    ``keep_best``: also keep a CPU copy of the student's weights at its best validation epoch."""
+    ``keep_best``: also keep a CPU copy of the student's weights at its best validation epoch. ``kd_targets``: the
+    teacher's logits per training image and augmentation variant (``iakd_core.targets``), looked up instead of
+    running the teacher for the KD term."""
     gen = torch.Generator().manual_seed(cfg.seed)
     opt, sched = make_optimizer(method, cfg, cfg.epochs)
     steps = steps_per_epoch(len(data.train), cfg.batch_size)
@@ -198,10 +200,11 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
         correct = torch.zeros((), dtype=torch.long, device=device)
         seen = 0
         lr = opt.param_groups[0]["lr"]
-        for x, y in train_batches(data.train, cfg.batch_size, gen, cfg.crop_padding, cfg.flip, fill):
-            x, y = _prepare(x, device, cfg.channels_last), y.to(device, non_blocking=True)
+        for batch in train_batches(data.train, cfg.batch_size, gen, cfg.crop_padding, cfg.flip, fill):
+            x, y = _prepare(batch.images, device, cfg.channels_last), batch.labels.to(device, non_blocking=True)
+            looked_up = None if kd_targets is None else kd_targets[batch.index, batch.variant].to(device)
             with autocast(device, cfg.precision):
-                logits, terms = method.forward_train(x, y, step / total_steps)
+                logits, terms = method.forward_train(x, y, step / total_steps, teacher_logits=looked_up)
             loss = sum(terms.values())
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -16,19 +16,40 @@ from .config import TrialConfig
 from .data import load_splits, load_test
 from .methods import build_method
 from .models import build_model
+from .targets import build_table, load_table, needs_kd_logits_only, table_applies
 from .teacher import get_teacher
 from .train import evaluate, fit, pick_device, place, resolve_precision
 from .units import check_granularity
 
 
+def targets_network(teacher, cfg: TrialConfig, device: torch.device):
+    """The network that computes whole-teacher targets (KD logits, feature hints) for a teacher placed as
+    ``run_trial`` places it. On CPU a no_grad forward of contiguous inputs through a copy of the channels-last
+    teacher measured faster than the channels-last teacher on channels-last inputs (bench/bench_precision.py: 2191
+    vs 1491 img/s), while the student's steps and the hybrid's teacher units are faster in channels-last: there,
+    the copy computes the targets (``Method.teacher_outputs`` makes its inputs contiguous). Elsewhere, the teacher."""
+    if cfg.channels_last and device.type == "cpu":
+        return place(copy.deepcopy(teacher), device, channels_last=False)
+    return teacher
+
+
 def contiguous_targets(teacher, cfg: TrialConfig, device: torch.device):
-    """On CPU, a whole-teacher no_grad forward (KD targets) measured faster in the contiguous layout than in
-    channels-last (bench/bench_precision.py: 2191 vs 1491 img/s), while the student's steps and the hybrid's
-    teacher units are faster in channels-last: a contiguous copy computes the targets. None where not needed."""
-    if teacher is None or not cfg.channels_last or device.type != "cpu" or not (cfg.kd_weight > 0 or
-                                                                            cfg.feature_kind != "none"):
+    """``targets_network`` where the method computes teacher targets online and it is a copy, else None."""
+    if teacher is None or not (cfg.kd_weight > 0 or cfg.feature_kind != "none"):
         return None
-    return place(copy.deepcopy(teacher), device, channels_last=False)
+    network = targets_network(teacher, cfg, device)
+    return None if network is teacher else network
+
+
+def prepare_kd_targets(cfg: TrialConfig, teacher, teacher_meta: dict[str, Any], data, device: torch.device,
+                       progress=None) -> dict[str, Any] | None:
+    """Build (or find) the table of KD targets that ``run_trial`` reads for ``cfg``'s teacher and data, where a
+    run of ``cfg`` on ``device`` uses one (``targets.table_applies``): a sweep's or ablation's driver calls this
+    once before its trials. Returns facts for a manifest, or None."""
+    if not table_applies(cfg, data, device):
+        return None
+    network = targets_network(place(teacher, device, cfg.channels_last), cfg, device)
+    return build_table(cfg, network, teacher_meta, data, device, progress)[1]
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
@@ -70,11 +91,14 @@ def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, 
     if cfg.uses_teacher:
         teacher, teacher_meta, _ = get_teacher(cfg, data, device)
         teacher = place(teacher, device, cfg.channels_last)
+    kd_table = None  # KD logits looked up instead of computed (iakd_core.targets), where a driver built them
+    if needs_kd_logits_only(cfg) and table_applies(cfg, data, device):
+        kd_table = load_table(cfg, teacher_meta, data)
     torch.manual_seed(cfg.seed)
     student = build_model(cfg.student, data.num_classes, data.in_channels)
-    method = place(build_method(cfg, student, teacher, contiguous_targets(teacher, cfg, device)), device,
-                   cfg.channels_last)
-    result = fit(method, data, cfg, device, report, keep_best=output_dir is not None)
+    targets = None if kd_table is not None else contiguous_targets(teacher, cfg, device)
+    method = place(build_method(cfg, student, teacher, targets), device, cfg.channels_last)
+    result = fit(method, data, cfg, device, report, keep_best=output_dir is not None, kd_targets=kd_table)
     last, best = result.history[-1], result.best
     final = {
         "epochs": last["epoch"], "val_acc": last["val_acc"], "val_acc_best": best["val_acc"],
@@ -84,6 +108,7 @@ def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, 
         "student_params": sum(p.numel() for p in student.parameters()),
         "teacher_val_acc": teacher_meta.get("val_acc"),
         "device": str(device), "precision": resolve_precision(cfg.precision, device),
+        "kd_targets": "table" if kd_table is not None else "online" if cfg.kd_weight > 0 else None,
     }
     if cfg.evaluate_test:  # final evaluation only: the last-epoch student on the official test set
         final["test_acc"] = evaluate(student, load_test(cfg, data), cfg, device)["acc"]

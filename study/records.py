@@ -110,10 +110,11 @@ def epoch_frame(key_column: str, key: Any, epochs: list[dict[str, Any]]) -> pd.D
 
 def trial_row(key: str, status: str, record, config: dict[str, Any], **columns: Any) -> dict[str, Any]:
     """One ``trials.parquet`` row: the key, the run kind's own ``columns``, the status, what the trial's record
-    says (summary of its epochs, error, precision used), then every config key."""
+    says (summary of its epochs, error, precision used, where its KD targets came from), then every config key."""
     row = {"trial_id": key, **columns, "status": status, "reason": record.error if status == "ERROR" else None,
            **trial_summary(record.epochs if status != "INTERRUPTED" else []),
-           "swap_mean_p": mean_swap_probability(config), "precision": (record.final or {}).get("precision")}
+           "swap_mean_p": mean_swap_probability(config), "precision": (record.final or {}).get("precision"),
+           "kd_targets_source": (record.final or {}).get("kd_targets")}
     row.update({k: v for k, v in config.items() if k not in row})
     return row
 

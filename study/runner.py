@@ -37,7 +37,7 @@ from iakd_core.config import TrialConfig
 from iakd_core.data import load_splits
 from iakd_core.teacher import get_teacher
 from iakd_core.train import pick_device, resolve_precision
-from iakd_core.trial import write_json
+from iakd_core.trial import prepare_kd_targets, write_json
 
 from .cli import MLFLOW_DEFAULT
 from .internals import INTERRUPTED
@@ -132,9 +132,11 @@ def resolve_paths(manifest: dict[str, Any], data_root: str | None = None, teache
     return base
 
 
-def prepare(base: dict[str, Any]) -> dict[str, Any]:
-    """Load the data and train-or-load the teacher once, in the driver (all cores); returns manifest facts."""
+def prepare(base: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Load the data, train-or-load the teacher and build-or-load the KD-target table (``iakd_core.targets``; for
+    CPU trials) once, in the driver (all cores); returns manifest facts."""
     cfg = TrialConfig.from_dict(base)
+    device = pick_device(cfg.device)
     data = load_splits(cfg)
     start = time.perf_counter()
 
@@ -144,16 +146,25 @@ def prepare(base: dict[str, Any]) -> dict[str, Any]:
 
     import torch
 
+    def table_progress(done: int, forms: int, seconds: float) -> None:
+        if done % 10 == 0 or done == forms:
+            print(f"kd targets: {done}/{forms} augmented forms of {len(data.train)} images ({seconds:.0f}s)",
+                  file=sys.stderr, flush=True)
+
     threads = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)  # the driver trains the teacher alone: use every core
+    torch.set_num_threads(os.cpu_count() or 1)  # the driver works alone: use every core
     try:
-        _, meta, cached = get_teacher(cfg, data, progress=progress)
+        teacher, meta, cached = get_teacher(cfg, data, progress=progress)
+        print(f"teacher {cfg.teacher}: val_acc {meta['val_acc']:.2f}% ({'cached' if cached else 'trained'}), "
+              f"data {data.identity['name']} train {data.identity['train']} / val {data.identity['val']}",
+              file=sys.stderr, flush=True)
+        table = None if settings.get("gpus_per_trial") else prepare_kd_targets(cfg, teacher, meta, data, device,
+                                                                               table_progress)
     finally:
         torch.set_num_threads(threads)
-    print(f"teacher {cfg.teacher}: val_acc {meta['val_acc']:.2f}% ({'cached' if cached else 'trained'}), "
-          f"data {data.identity['name']} train {data.identity['train']} / val {data.identity['val']}",
-          file=sys.stderr, flush=True)
-    device = pick_device(cfg.device)
+    if table is not None:
+        print(f"kd targets: table {'x'.join(map(str, table['shape']))} ({'cached' if table['cached'] else 'built'}"
+              f", {table['seconds']:.0f}s): KD trials look the teacher's logits up", file=sys.stderr, flush=True)
     return {"teacher": {"key": meta.get("key"), "arch": meta["arch"], "val_acc": meta["val_acc"],
                         "test_acc": meta.get("test_acc"), "cached": cached,
                         "train_size": None if meta.get("source") else meta["dataset"]["train"],
@@ -161,7 +172,7 @@ def prepare(base: dict[str, Any]) -> dict[str, Any]:
                         "source": meta.get("source")},
             "dataset": data.identity,
             "runtime": {"device": str(device), "precision": resolve_precision(cfg.precision, device),
-                        "channels_last": cfg.channels_last}}
+                        "channels_last": cfg.channels_last, "kd_targets": table}}
 
 
 def start_ray(address: str | None, settings: dict[str, Any]) -> None:
@@ -230,7 +241,7 @@ def launch(kind: RunKind, run_dir: Path, manifest: dict[str, Any], address: str 
                 "started": now(), "status": "running", "sessions": [], **environment()}
     write_json(run_dir / "manifest.json", manifest)
     try:
-        manifest.update(prepare(resolve_paths(manifest)))
+        manifest.update(prepare(resolve_paths(manifest), manifest["settings"]))
     except BaseException:
         import shutil
 
@@ -246,7 +257,7 @@ def resume(kind: RunKind, run_dir: Path, address: str | None, data_root: str | N
     check_mlflow(manifest.get("mlflow"))
     start_ray(address or manifest.get("address"), manifest["settings"])
     install_signal_handlers()
-    prepare(resolve_paths(manifest, data_root, teacher_cache))
+    prepare(resolve_paths(manifest, data_root, teacher_cache), manifest["settings"])
     print(f"resuming {run_dir.name}: budget {manifest['budget']}", file=sys.stderr, flush=True)
     return run_session(kind, run_dir, manifest, data_root, teacher_cache)
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from iakd_core.config import ConfigError, TrialConfig
-from iakd_core.data import DataUnavailableError, load_splits, load_test, random_crop, split_indices
+from iakd_core.data import DataUnavailableError, augment, load_splits, load_test, split_indices
 
 
 def test_unknown_key_and_out_of_range_values_are_clear_errors():
@@ -63,12 +63,29 @@ def test_missing_dataset_says_where_to_put_it(tmp_path):
 
 def test_random_crop_is_a_shifted_window_of_the_padded_image():
     x = torch.arange(16.0).view(1, 1, 4, 4).repeat(50, 1, 1, 1)
-    out = random_crop(x, 1, torch.tensor([-1.0]), torch.Generator().manual_seed(0))
+    out, _ = augment(x, 1, False, torch.tensor([-1.0]), torch.Generator().manual_seed(0))
     assert out.shape == x.shape
     padded = torch.nn.functional.pad(x[0], (1, 1, 1, 1), value=-1.0)
     windows = {tuple(padded[:, i : i + 4, j : j + 4].flatten().tolist()) for i in range(3) for j in range(3)}
     assert all(tuple(o.flatten().tolist()) in windows for o in out)
     assert len({tuple(o.flatten().tolist()) for o in out}) > 3  # offsets vary per sample
+
+
+@pytest.mark.parametrize("padding,flip", [(2, True), (1, False), (0, True), (0, False)])
+def test_each_batch_row_is_its_image_in_the_variant_it_names(padding, flip):
+    """A training batch says which image and which augmentation variant each row is: rebuilding every row from
+    the dataset with ``variant_images`` gives the same pixels, and the variants cover their whole range."""
+    from iakd_core.data import TensorDataset, augmentation_variants, train_batches, variant_images
+
+    data = TensorDataset(torch.randn(300, 2, 6, 6), torch.zeros(300, dtype=torch.long))
+    fill = torch.tensor([-1.0, 0.5])
+    seen = set()
+    for batch in train_batches(data, 64, torch.Generator().manual_seed(3), padding, flip, fill):
+        for row, (i, v) in enumerate(zip(batch.index.tolist(), batch.variant.tolist(), strict=True)):
+            rebuilt = variant_images(data.images[i : i + 1], padding, flip, fill, v)
+            assert torch.equal(rebuilt[0], batch.images[row])
+            seen.add(v)
+    assert seen == set(range(augmentation_variants(padding, flip)))
 
 
 def _prepare(root: str) -> str:
@@ -98,7 +115,7 @@ def test_steps_per_epoch_is_the_number_of_batches_an_epoch_yields(n, batch_size)
     data = TensorDataset(torch.zeros(n, 1, 4, 4), torch.zeros(n, dtype=torch.long))
     batches = list(train_batches(data, batch_size, torch.Generator().manual_seed(0), 0, False, torch.zeros(1)))
     assert len(batches) == steps_per_epoch(n, batch_size)
-    assert all(len(y) >= 2 for _, y in batches) or batch_size == 1 or n == 1  # no trailing 1-image batch
+    assert all(len(b.labels) >= 2 for b in batches) or batch_size == 1 or n == 1  # no trailing 1-image batch
 
 
 def test_the_method_registry_and_the_literature_weights_name_the_same_methods():

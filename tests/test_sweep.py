@@ -68,6 +68,11 @@ def test_sweep_writes_the_result_files_with_their_columns(smoke_run):
     assert manifest["status"] == "complete" and manifest["teacher"]["key"] and manifest["dataset"]["checksum"]
     assert manifest["versions"]["ray"] and manifest["machine"]["cpus"] and "run_sweep.py" in manifest["command"]
     assert manifest["runtime"]["precision"] in ("fp32", "bf16") and manifest["storage"] is None  # relocatable
+    assert manifest["runtime"]["kd_targets"]["shape"] == [manifest["dataset"]["train"], 50, 10]  # pad 2, flips
+    kd = trials[trials["kd_weight"] > 0]  # KD trials looked their targets up in the driver's table
+    assert (kd["status"] == "COMPLETE").any()
+    assert (kd.loc[kd["status"] == "COMPLETE", "kd_targets_source"] == "table").all()  # (pruned: no final)
+    assert trials.loc[trials["kd_weight"] == 0, "kd_targets_source"].isna().all()
     assert "7/7 done" in proc.stderr and "best val_acc" in proc.stderr  # the live view
     status_lines = [line for line in proc.stderr.splitlines() if line.startswith("[")]
     assert "| 0 running |" in status_lines[-1]  # the closing line shows nothing still running

@@ -1,0 +1,131 @@
+"""KD targets from a table: the frozen teacher's logits for every training image in every augmented form it can
+take, computed once and cached on disk beside the teacher.
+
+The teacher is frozen and in eval mode, and with crop padding p and flips an image reaches it in one of
+(2p + 1)^2 x 2 forms (``data.augment`` numbers them), so its logits for each form never change. A KD trial on
+the laptop preset asks for them 15 epochs x 8000 images = 120 000 times; the table holds all 8000 x 50 = 400 000
+once (8 MB in bf16), so a sweep or an ablation with dozens of KD trials builds it once (in its driver, on all
+cores) and every trial then looks its targets up instead of running the teacher (bench/bench_kd_targets.py).
+
+Same values, not an approximation: the table is computed by the network that computes them online
+(``trial.targets_network``), in the same precision, from the same pixels (``data.variant_images``). Where the
+teacher's kernels give each image the same result whatever batch it is in (measured on this machine for bf16 and
+fp32; a batch of one image is the exception, and training never forms one), training with the table is
+bit-identical to training without it (tests/test_targets.py).
+
+Used only where it pays and fits: on CPU (on a GPU the teacher's forward is cheap), for KD logits alone (a feature
+term needs the teacher's features, so the teacher runs anyway), and when the table is at most ``MAX_TABLE_BYTES``.
+``run_trial`` only reads a table; ``build_table`` (the drivers) writes one. ``kd_targets="online"`` turns it off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock
+
+from .config import TrialConfig, stable_hash
+from .data import DataSplits, augmentation_variants, variant_images
+from .teacher import TeacherCacheError
+from .train import autocast, cpu_has_native_bf16, resolve_precision
+
+MAX_TABLE_BYTES = 256 * 2**20
+_LOADED: dict[Path, torch.Tensor] = {}  # per process: trials in one (reused) Ray worker read a table once
+
+
+def table_bytes(cfg: TrialConfig, data: DataSplits) -> int:
+    """Size of ``cfg``'s table: images x forms x classes, 2 bytes (bf16) or 4 (fp32) per logit."""
+    precision = resolve_precision(cfg.precision, torch.device("cpu"))
+    return (len(data.train) * augmentation_variants(cfg.crop_padding, cfg.flip) * data.num_classes
+            * (2 if precision == "bf16" else 4))
+
+
+def table_applies(cfg: TrialConfig, data: DataSplits, device: torch.device) -> bool:
+    """Whether a run of ``cfg`` on ``device`` takes its KD targets from a table (when one has been built)."""
+    return (cfg.kd_targets == "auto" and device.type == "cpu" and cfg.uses_teacher
+            and table_bytes(cfg, data) <= MAX_TABLE_BYTES)
+
+
+def needs_kd_logits_only(cfg: TrialConfig) -> bool:
+    """Whether the teacher runs during ``cfg``'s training only for KD logits (no feature term)."""
+    return cfg.uses_teacher and cfg.kd_weight > 0 and cfg.feature_kind == "none"
+
+
+def table_path(cfg: TrialConfig, teacher_meta: dict[str, Any], data: DataSplits) -> Path:
+    """The table's file: named by everything that determines its values."""
+    precision = resolve_precision(cfg.precision, torch.device("cpu"))
+    key = stable_hash({"teacher_sha256": teacher_meta["sha256"], "dataset": data.identity,
+                       "crop_padding": cfg.crop_padding, "flip": cfg.flip, "precision": precision,
+                       "channels_last": cfg.channels_last, "torch": torch.__version__,
+                       "native_bf16": cpu_has_native_bf16()})
+    return Path(cfg.teacher_cache).expanduser().resolve() / f"{cfg.teacher}-{cfg.dataset}-kdtargets-{key}.pt"
+
+
+@torch.no_grad()
+def compute_table(network: torch.nn.Module, data: DataSplits, cfg: TrialConfig, device: torch.device,
+                  progress=None) -> torch.Tensor:
+    """(images, forms, classes) logits of ``network`` (eval mode) on every training image in every form."""
+    images = data.train.images
+    forms = augmentation_variants(cfg.crop_padding, cfg.flip)
+    table = None
+    started = time.perf_counter()
+    for v in range(forms):
+        for start in range(0, len(images), cfg.eval_batch_size):
+            x = variant_images(images[start : start + cfg.eval_batch_size], cfg.crop_padding, cfg.flip,
+                               data.fill, v).to(device)
+            with autocast(device, cfg.precision):
+                logits = network(x)
+            if table is None:
+                table = torch.empty(len(images), forms, logits.shape[1], dtype=logits.dtype)
+            table[start : start + len(x), v] = logits.cpu()
+        if progress is not None:
+            progress(v + 1, forms, time.perf_counter() - started)
+    return table
+
+
+def load_table(cfg: TrialConfig, teacher_meta: dict[str, Any], data: DataSplits) -> torch.Tensor | None:
+    """The built table of ``cfg``'s teacher and data, or None when there is none (or it does not fit the data)."""
+    path = table_path(cfg, teacher_meta, data)
+    if path in _LOADED:
+        return _LOADED[path]
+    if not path.exists():
+        return None
+    try:
+        table = torch.load(path, map_location="cpu", weights_only=True)["logits"]
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise TeacherCacheError(f"KD target table {path} does not load ({type(err).__name__}); delete it and the "
+                                "run's driver builds it again") from None
+    expected = (len(data.train), augmentation_variants(cfg.crop_padding, cfg.flip), data.num_classes)
+    if tuple(table.shape) != expected:
+        return None
+    _LOADED[path] = table
+    return table
+
+
+def build_table(cfg: TrialConfig, network: torch.nn.Module, teacher_meta: dict[str, Any], data: DataSplits,
+                device: torch.device, progress=None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Load or compute-and-save (atomically, one process at a time) the table; returns it and facts for a
+    manifest (file, shape, whether it was cached, seconds)."""
+    path = table_path(cfg, teacher_meta, data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with FileLock(str(path) + ".lock"):
+        table = load_table(cfg, teacher_meta, data)
+        cached = table is not None
+        if table is None:
+            table = compute_table(network.eval(), data, cfg, device, progress)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            torch.save({"logits": table}, tmp)
+            os.replace(tmp, path)
+            path.with_suffix(".json").write_text(json.dumps(
+                {"teacher_sha256": teacher_meta["sha256"], "dataset": data.identity, "shape": list(table.shape),
+                 "dtype": str(table.dtype), "crop_padding": cfg.crop_padding, "flip": cfg.flip,
+                 "seconds": round(time.perf_counter() - started, 2)}, indent=2) + "\n")
+            _LOADED[path] = table
+    return table, {"file": path.name, "shape": list(table.shape), "cached": cached,
+                   "seconds": round(time.perf_counter() - started, 2)}
