@@ -59,7 +59,11 @@ class FidelityAwareOptunaSearch(OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._ot_trials:
-            super().on_trial_result(trial_id, result)
+            # a re-run (adopted) trial reports the epochs its interrupted attempt had reported; Optuna keeps the
+            # first value (the same seed gives the same value) and would warn once per such epoch
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*is already reported", category=UserWarning)
+                super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

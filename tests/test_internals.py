@@ -51,6 +51,22 @@ def test_searcher_adopts_a_running_trial_under_its_number_and_tells_each_outcome
     assert study.trials[0].user_attrs["tune_trial_id"] == "tune-a"
 
 
+def test_a_re_run_trial_reporting_an_epoch_its_first_attempt_reported_keeps_the_first_without_a_warning(
+        study, tmp_path):
+    import warnings
+
+    orphan = study.ask()
+    orphan.suggest_float("x", 0.0, 1.0)
+    orphan.report(10.0, 1)  # the interrupted attempt's first epoch
+    s = searcher(study, tmp_path, adopt=[orphan.number])
+    s.suggest("tune-a")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s.on_trial_result("tune-a", {"val_acc": 10.0, "training_iteration": 1})
+        s.on_trial_result("tune-a", {"val_acc": 12.0, "training_iteration": 2})
+    assert study.trials[0].intermediate_values == {1: 10.0, 2: 12.0}
+
+
 def test_trials_stopped_by_an_interruption_stay_running(study, tmp_path):
     s = searcher(study, tmp_path)
     s.suggest("tune-a")
