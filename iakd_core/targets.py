@@ -13,9 +13,10 @@ teacher's kernels give each image the same result whatever batch it is in (measu
 fp32; a batch of one image is the exception, and training never forms one), training with the table is
 bit-identical to training without it (tests/test_targets.py).
 
-Used only where it pays and fits: on CPU (on a GPU the teacher's forward is cheap), for KD logits alone (a feature
-term needs the teacher's features, so the teacher runs anyway), and when the table is at most ``MAX_TABLE_BYTES``.
-``run_trial`` only reads a table; ``build_table`` (the drivers) writes one. ``kd_targets="online"`` turns it off.
+Used only where it was measured to pay and where it fits: on CPU (GPU runs keep the teacher online), for KD
+logits alone (a feature term needs the teacher's features, so the teacher runs anyway), and when the table is at
+most ``MAX_TABLE_BYTES``. ``run_trial`` only reads a table; ``build_table`` (the drivers) writes one;
+``kd_targets="online"`` turns it off.
 """
 
 from __future__ import annotations
