@@ -10,13 +10,14 @@ cores) and every trial then looks its targets up instead of running the teacher 
 Same values, not an approximation: the table is computed by the network that computes them online
 (``trial.targets_network``), in the same precision, from the same pixels (``data.variant_images``). Where the
 teacher's kernels give each image the same result whatever batch it is in (measured on this machine for bf16 and
-fp32; a batch of one image is the exception, and training never forms one), training with the table is
-bit-identical to training without it (tests/test_targets.py).
+fp32 in batches of 2 to 1024; a single image took another kernel), training with the table is bit-identical to
+training without it (tests/test_targets.py). To stay clear of the kernels PyTorch picks for small CPU batches,
+table chunks and looked-up batches have at least ``train.MIN_TABLE_BATCH`` (16) images; smaller training batches
+run the teacher online.
 
-Used only where it was measured to pay and where it fits: on CPU (GPU runs keep the teacher online), for KD
-logits alone (a feature term needs the teacher's features, so the teacher runs anyway), and when the table is at
-most ``MAX_TABLE_BYTES``. ``run_trial`` only reads a table; ``build_table`` (the drivers) writes one;
-``kd_targets="online"`` turns it off.
+Used only on CPU (GPU runs keep the teacher online), for KD logits alone (a feature term needs the
+teacher's features, so the teacher runs anyway), and when the table is at most ``MAX_TABLE_BYTES``. ``run_trial``
+only reads a table; ``build_table`` (the drivers) writes one; ``kd_targets="online"`` turns it off.
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ from filelock import FileLock
 from .config import TrialConfig, stable_hash
 from .data import DataSplits, augmentation_variants, variant_images
 from .teacher import TeacherCacheError
-from .train import autocast, cpu_has_native_bf16, resolve_precision
+from .train import MIN_TABLE_BATCH, autocast, cpu_has_native_bf16, resolve_precision
 
 MAX_TABLE_BYTES = 256 * 2**20
+# Part of every table's key: raise it when anything that shapes the values changes (the models' forward, the
+# augmentation and its form numbering, normalisation), so no earlier table is read.
+TABLE_VERSION = 1
 _LOADED: dict[Path, torch.Tensor] = {}  # per process: trials in one (reused) Ray worker read a table once
 
 
@@ -60,30 +64,36 @@ def needs_kd_logits_only(cfg: TrialConfig) -> bool:
 def table_path(cfg: TrialConfig, teacher_meta: dict[str, Any], data: DataSplits) -> Path:
     """The table's file: named by everything that determines its values."""
     precision = resolve_precision(cfg.precision, torch.device("cpu"))
-    key = stable_hash({"teacher_sha256": teacher_meta["sha256"], "dataset": data.identity,
+    key = stable_hash({"version": TABLE_VERSION, "teacher_sha256": teacher_meta["sha256"], "dataset": data.identity,
                        "crop_padding": cfg.crop_padding, "flip": cfg.flip, "precision": precision,
                        "channels_last": cfg.channels_last, "torch": torch.__version__,
-                       "native_bf16": cpu_has_native_bf16()})
+                       "native_bf16": cpu_has_native_bf16(), "cpu": torch.backends.cpu.get_cpu_capability(),
+                       "onednn_isa": os.environ.get("ONEDNN_MAX_CPU_ISA")})
     return Path(cfg.teacher_cache).expanduser().resolve() / f"{cfg.teacher}-{cfg.dataset}-kdtargets-{key}.pt"
 
 
 @torch.no_grad()
 def compute_table(network: torch.nn.Module, data: DataSplits, cfg: TrialConfig, device: torch.device,
                   progress=None) -> torch.Tensor:
-    """(images, forms, classes) logits of ``network`` (eval mode) on every training image in every form."""
+    """(images, forms, classes) logits of ``network`` (put in eval mode) on every training image in every form."""
+    network.eval()
     images = data.train.images
     forms = augmentation_variants(cfg.crop_padding, cfg.flip)
     table = None
     started = time.perf_counter()
+    step = max(cfg.eval_batch_size, MIN_TABLE_BATCH)
+    starts = list(range(0, len(images), step))
+    if len(starts) > 1 and len(images) - starts[-1] < MIN_TABLE_BATCH:
+        starts.pop()  # the short tail joins the chunk before it: every chunk has >= MIN_TABLE_BATCH images
+    bounds = list(zip(starts, [*starts[1:], len(images)], strict=True))
     for v in range(forms):
-        for start in range(0, len(images), cfg.eval_batch_size):
-            x = variant_images(images[start : start + cfg.eval_batch_size], cfg.crop_padding, cfg.flip,
-                               data.fill, v).to(device)
+        for start, end in bounds:
+            x = variant_images(images[start:end], cfg.crop_padding, cfg.flip, data.fill, v).to(device)
             with autocast(device, cfg.precision):
                 logits = network(x)
             if table is None:
                 table = torch.empty(len(images), forms, logits.shape[1], dtype=logits.dtype)
-            table[start : start + len(x), v] = logits.cpu()
+            table[start:end, v] = logits.cpu()
         if progress is not None:
             progress(v + 1, forms, time.perf_counter() - started)
     return table
@@ -119,10 +129,13 @@ def build_table(cfg: TrialConfig, network: torch.nn.Module, teacher_meta: dict[s
         table = load_table(cfg, teacher_meta, data)
         cached = table is not None
         if table is None:
-            table = compute_table(network.eval(), data, cfg, device, progress)
+            table = compute_table(network, data, cfg, device, progress)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            torch.save({"logits": table}, tmp)
-            os.replace(tmp, path)
+            try:
+                torch.save({"logits": table}, tmp)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)  # never leave a partial file in the teacher cache
             path.with_suffix(".json").write_text(json.dumps(
                 {"teacher_sha256": teacher_meta["sha256"], "dataset": data.identity, "shape": list(table.shape),
                  "dtype": str(table.dtype), "crop_padding": cfg.crop_padding, "flip": cfg.flip,

@@ -25,6 +25,10 @@ from .methods import Method
 
 Report = Callable[[dict[str, Any]], None]
 
+# Batches smaller than this compute KD targets online even when a table is given: PyTorch may pick other
+# convolution kernels for small CPU batches, so a lookup is only promised equal for batches like the table's chunks.
+MIN_TABLE_BATCH = 16
+
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
@@ -184,7 +188,7 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
     """Train ``method`` for ``cfg.epochs`` epochs; after each, validate the student alone and ``report``.
     ``keep_best``: also keep a CPU copy of the student's weights at its best validation epoch. ``kd_targets``: the
     teacher's logits per training image and augmentation variant (``iakd_core.targets``), looked up instead of
-    running the teacher for the KD term."""
+    running the teacher for the KD term (batches under ``MIN_TABLE_BATCH`` images still run it)."""
     gen = torch.Generator().manual_seed(cfg.seed)
     opt, sched = make_optimizer(method, cfg, cfg.epochs)
     steps = steps_per_epoch(len(data.train), cfg.batch_size)
@@ -202,7 +206,8 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
         lr = opt.param_groups[0]["lr"]
         for batch in train_batches(data.train, cfg.batch_size, gen, cfg.crop_padding, cfg.flip, fill):
             x, y = _prepare(batch.images, device, cfg.channels_last), batch.labels.to(device, non_blocking=True)
-            looked_up = None if kd_targets is None else kd_targets[batch.index, batch.variant].to(device)
+            looked_up = (kd_targets[batch.index, batch.variant].to(device)
+                         if kd_targets is not None and len(batch.labels) >= MIN_TABLE_BATCH else None)
             with autocast(device, cfg.precision):
                 logits, terms = method.forward_train(x, y, step / total_steps, teacher_logits=looked_up)
             loss = sum(terms.values())

@@ -96,8 +96,9 @@ def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, 
         kd_table = load_table(cfg, teacher_meta, data)
     torch.manual_seed(cfg.seed)
     student = build_model(cfg.student, data.num_classes, data.in_channels)
-    targets = None if kd_table is not None else contiguous_targets(teacher, cfg, device)
-    method = place(build_method(cfg, student, teacher, targets), device, cfg.channels_last)
+    # the online network stays as it is without a table: batches under MIN_TABLE_BATCH images still use it
+    method = place(build_method(cfg, student, teacher, contiguous_targets(teacher, cfg, device)), device,
+                   cfg.channels_last)
     result = fit(method, data, cfg, device, report, keep_best=output_dir is not None, kd_targets=kd_table)
     last, best = result.history[-1], result.best
     final = {

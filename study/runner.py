@@ -158,8 +158,9 @@ def prepare(base: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
         print(f"teacher {cfg.teacher}: val_acc {meta['val_acc']:.2f}% ({'cached' if cached else 'trained'}), "
               f"data {data.identity['name']} train {data.identity['train']} / val {data.identity['val']}",
               file=sys.stderr, flush=True)
-        table = None if settings.get("gpus_per_trial") else prepare_kd_targets(cfg, teacher, meta, data, device,
-                                                                               table_progress)
+        # trials without GPUs run on CPU (Ray hides the GPUs from them), whatever the driver sees
+        table = None if settings.get("gpus_per_trial") else prepare_kd_targets(
+            cfg, teacher, meta, data, torch.device("cpu"), table_progress)
     finally:
         torch.set_num_threads(threads)
     if table is not None:

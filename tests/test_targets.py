@@ -10,8 +10,8 @@ from iakd_core.methods import build_method
 from iakd_core.models import build_model
 from iakd_core.presets import preset_config
 from iakd_core.teacher import TeacherCacheError, get_teacher
-from iakd_core.train import _prepare, autocast, place
-from iakd_core.trial import contiguous_targets, prepare_kd_targets, run_trial
+from iakd_core.train import _prepare, autocast, place, resolve_precision
+from iakd_core.trial import contiguous_targets, prepare_kd_targets, run_trial, targets_network
 
 CPU = torch.device("cpu")
 
@@ -54,20 +54,53 @@ def test_a_table_row_is_the_teacher_online_on_that_image_in_that_augmented_form(
         assert torch.equal(looked_up, online)
 
 
-@pytest.mark.parametrize("method,weights", [("kd", {}), ("iakd", {"kd_weight": 0.5, "student_ce_weight": 0.3})])
-def test_training_with_the_table_is_bit_identical_to_training_with_the_teacher_online(kd_cfg, method, weights):
-    cfg = TrialConfig.from_dict(preset_config("smoke", method), **{
-        k: getattr(kd_cfg, k) for k in ("teacher_cache", "train_size", "val_size", "epochs", "teacher_epochs")},
-        **weights)
-    online = run_trial(cfg)
+def trained(cfg, path):
+    """Train ``cfg``; return its final metrics, its per-epoch losses and the saved student's weights."""
+    epochs = []
+    final = run_trial(cfg, lambda m: epochs.append({k: v for k, v in m.items() if k.startswith("loss")}),
+                      student_file=path)
+    return final, epochs, torch.load(path, weights_only=True)
+
+
+@pytest.mark.parametrize("preset,method,extra", [
+    ("smoke", "kd", {}),
+    ("smoke", "iakd", {"kd_weight": 0.5, "student_ce_weight": 0.3}),
+    ("smoke", "kd", {"train_size": 200}),  # last batch of 8 images: below MIN_TABLE_BATCH, computed online
+    ("smoke-wrn", "kd", {"precision": "fp32"}),  # 1x1 convolutions in the teacher, fp32 kernels
+])
+def test_training_with_the_table_is_bit_identical_to_training_with_the_teacher_online(kd_cfg, tmp_path, preset,
+                                                                                      method, extra):
+    cfg = TrialConfig.from_dict(preset_config(preset, method), **{
+        **{k: getattr(kd_cfg, k) for k in ("teacher_cache", "train_size", "val_size", "epochs", "teacher_epochs")},
+        **extra})
+    online, online_epochs, online_weights = trained(cfg, tmp_path / "online.pt")
     assert online["kd_targets"] == "online"  # no table built yet: the teacher runs
     build_table(cfg)
-    looked_up = run_trial(cfg)
+    looked_up, looked_up_epochs, looked_up_weights = trained(cfg, tmp_path / "table.pt")
     assert looked_up["kd_targets"] == "table"
     assert run_trial(cfg.replace(kd_targets="online"))["kd_targets"] == "online"
-    for key in ("val_acc", "val_acc_best", "best_epoch"):
-        assert looked_up[key] == online[key]
-    assert looked_up["train_seconds"] > 0
+    assert looked_up_epochs == online_epochs and looked_up["val_acc"] == online["val_acc"]
+    assert online_weights.keys() == looked_up_weights.keys()
+    assert all(torch.equal(online_weights[k], looked_up_weights[k]) for k in online_weights)
+
+
+def test_table_chunks_never_fall_below_the_minimum_batch_and_do_not_change_the_values(kd_cfg):
+    data = load_splits(kd_cfg)
+    teacher = place(get_teacher(kd_cfg, data)[0], CPU, kd_cfg.channels_last)
+    network = targets_network(teacher, kd_cfg, CPU)
+    whole = targets.compute_table(network, data, kd_cfg.replace(eval_batch_size=1024), CPU)
+    chunked = targets.compute_table(network, data, kd_cfg.replace(eval_batch_size=125), CPU)  # 125, 131 (not 6)
+    assert torch.equal(whole, chunked)
+
+
+def test_the_table_key_changes_with_what_determines_the_values(kd_cfg):
+    data = load_splits(kd_cfg)
+    meta = get_teacher(kd_cfg, data)[1]
+    path = targets.table_path(kd_cfg, meta, data)
+    other = "fp32" if resolve_precision(kd_cfg.precision, CPU) == "bf16" else "bf16"
+    for change in ({"crop_padding": 1}, {"flip": False}, {"precision": other}, {"channels_last": False}):
+        assert targets.table_path(kd_cfg.replace(**change), meta, data) != path, change
+    assert targets.table_path(kd_cfg, {**meta, "sha256": "0" * 64}, data) != path
 
 
 def test_the_table_is_built_once_and_found_again(kd_cfg):
