@@ -17,29 +17,17 @@ import os
 import time
 
 import torch
-from bench_step import random_splits  # bench/ is on sys.path when run as a script
+from bench_precision import train_rate  # bench/ is on sys.path when run as a script
+from bench_step import random_splits
 
 from iakd_core.config import TrialConfig
-from iakd_core.methods import build_method
 from iakd_core.models import build_model
 from iakd_core.presets import preset_config
 from iakd_core.targets import compute_table
-from iakd_core.train import fit, place
-from iakd_core.trial import contiguous_targets, targets_network
+from iakd_core.train import place
+from iakd_core.trial import targets_network
 
 CPU = torch.device("cpu")
-
-
-def train_rate(cfg: TrialConfig, data, teacher, table, repeats: int) -> float:
-    def once() -> float:
-        torch.manual_seed(0)
-        student = build_model(cfg.student, data.num_classes, data.in_channels)
-        online = None if table is not None else contiguous_targets(teacher, cfg, CPU)
-        method = place(build_method(cfg, student, teacher, online), CPU, cfg.channels_last)
-        result = fit(method, data, cfg, CPU, kd_targets=table)
-        return result.images / result.history[-1]["epoch_seconds"]
-
-    return max(once() for _ in range(repeats))
 
 
 def main() -> int:
@@ -74,8 +62,8 @@ def main() -> int:
           f"({len(data.train) * forms / build:.0f} teacher forwards/s)")
     print(f"{'method':>10} | {'online img/s':>12} | {'table img/s':>11} | speed-up | saved s per 1000 images")
     for name, cfg in configs.items():
-        online = train_rate(cfg, data, teacher, None, args.repeats)
-        looked_up = train_rate(cfg, data, teacher, table, args.repeats)
+        online = train_rate(cfg, data, teacher, args.repeats)
+        looked_up = train_rate(cfg, data, teacher, args.repeats, kd_targets=table)
         saved = 1000 / online - 1000 / looked_up
         print(f"{name:>10} | {online:12.0f} | {looked_up:11.0f} | {looked_up / online:7.2f}x | {saved:.3f}",
               flush=True)

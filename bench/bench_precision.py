@@ -48,13 +48,14 @@ def best_rate(fn, images: int, repeats: int) -> float:
     return max(rates)
 
 
-def train_rate(cfg: TrialConfig, data, teacher, repeats: int) -> float:
+def train_rate(cfg: TrialConfig, data, teacher, repeats: int, kd_targets=None) -> float:
+    """Best training img/s of one epoch through ``fit`` (``kd_targets``: a KD-target table to look targets up in)."""
     def once() -> float:
         torch.manual_seed(0)
         student = build_model(cfg.student, data.num_classes, data.in_channels)
         t = teacher if cfg.uses_teacher else None
         method = place(build_method(cfg, student, t, contiguous_targets(t, cfg, CPU)), CPU, cfg.channels_last)
-        result = fit(method, data, cfg, CPU)
+        result = fit(method, data, cfg, CPU, kd_targets=kd_targets)
         return result.images / result.history[-1]["epoch_seconds"]
 
     return max(once() for _ in range(repeats))
