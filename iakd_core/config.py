@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .hybrid import TEACHER_BN_MODES
+from .hybrid import STUDENT_BN_MODES, TEACHER_BN_MODES
 from .presets import METHOD_DEFAULTS
 from .schedules import PARAMS, PROFILES, SCHEDULES, SWAP_MODES
 
@@ -35,6 +35,7 @@ def _f(group: str, default: Any, help: str, runtime_only: bool = False, **checks
 # Random streams derived from a trial's seed, each its own generator so none disturbs another (primes, arbitrary).
 SWAP_SEED_OFFSET = 7919             # the hybrid's swap draws
 RECALIBRATION_SEED_OFFSET = 104729  # the batches BN recalibration reads
+DIAGNOSTIC_SEED_OFFSET = 1299709    # the batches the diagnostic's student-only recalibration reads
 
 METHOD_NAMES = tuple(METHOD_DEFAULTS)  # the method registry's names (methods.METHODS registers the same, tested)
 DATASET_NAMES = ("fashion-mnist", "cifar10", "cifar100", "synthetic")
@@ -72,6 +73,11 @@ class TrialConfig:
     teacher_bn: str = _f("swap", "eval", "BatchNorm of swapped-in teacher units: eval (the teacher's running "
                          "statistics) or batch (the current batch's; the teacher's buffers never change)",
                          choices=TEACHER_BN_MODES)
+    student_bn: str = _f("swap", "clean", "BatchNorm running statistics of the student: clean (updated only from "
+                         "the student's own activations; layers fed by a swapped-in teacher unit normalise with "
+                         "the batch's statistics without updating them) or hybrid (every layer updates on whatever "
+                         "it sees, teacher-fed batches included: the behaviour of runs made before this option)",
+                         choices=STUDENT_BN_MODES)
     # ---- losses
     ce_weight: float = _f("loss", 1.0, "weight of cross-entropy on the trained network's (or hybrid's) logits", lo=0)
     kd_weight: float = _f("loss", 0.0, "weight of the KD term T^2 KL(teacher || output) (kd, iakd)", lo=0)

@@ -139,7 +139,7 @@ class IAKD(Method):
         self.hybrid = HybridNetwork(
             student, pair_units(self.teacher, student, cfg.units_per_stage),
             functools.partial(schedule_value, cfg.swap_schedule, **params), cfg.swap_profile, cfg.swap_mode,
-            cfg.teacher_bn, seed=cfg.seed + SWAP_SEED_OFFSET)
+            cfg.teacher_bn, seed=cfg.seed + SWAP_SEED_OFFSET, student_bn=cfg.student_bn)
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, progress: float,
                       teacher_logits: torch.Tensor | None = None):

@@ -7,6 +7,7 @@ stops a trial by not letting ``report`` return (Ray does that), so no early-stop
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import math
 import time
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import RECALIBRATION_SEED_OFFSET, TrialConfig
+from .config import DIAGNOSTIC_SEED_OFFSET, RECALIBRATION_SEED_OFFSET, TrialConfig
 from .data import DataSplits, TensorDataset, steps_per_epoch, train_batches
 from .methods import Method
 
@@ -125,6 +126,21 @@ def unit_compatibility(method: Method, data: TensorDataset, cfg: TrialConfig, de
         swapped = _FixedMask(hybrid, [j == i for j in range(hybrid.num_units)]).train(method.student.training)
         out[f"compat_u{i}"] = evaluate(swapped, subset, cfg, device)["acc"]
     return out
+
+
+# Student-only batches the diagnostic recalibrates a copy of the student on (the searched BN-recalibration setting).
+DIAGNOSTIC_RECALIBRATION_BATCHES = 32
+
+
+def recalibrated_accuracy(student: nn.Module, data: DataSplits, cfg: TrialConfig, device: torch.device) -> float:
+    """Validation accuracy (%) of a copy of ``student`` whose BatchNorm statistics were recomputed on
+    ``DIAGNOSTIC_RECALIBRATION_BATCHES`` student-only training batches (always the same ones for a seed); beside
+    ``val_acc`` (the student's running statistics) it shows how far those statistics are from the student's own.
+    Training is untouched: the copy is thrown away and the batches come from a generator of their own."""
+    copy_ = copy.deepcopy(student)
+    generator = torch.Generator().manual_seed(cfg.seed + DIAGNOSTIC_SEED_OFFSET)
+    recalibrate_bn(copy_, data.train, DIAGNOSTIC_RECALIBRATION_BATCHES, cfg, device, generator)
+    return evaluate(copy_, data.val, cfg, device)["acc"]
 
 
 def runs_compatibility(method: Method, cfg: TrialConfig, epoch: int) -> bool:
@@ -233,6 +249,7 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
         if runs_compatibility(method, cfg, epoch):
             compat_start = time.perf_counter()
             compat = unit_compatibility(method, data.val, cfg, device)
+            compat["val_acc_recal"] = recalibrated_accuracy(method.student, data, cfg, device)
             compat["compat_seconds"] = time.perf_counter() - compat_start
         metrics = {"epoch": epoch, "loss": total, **losses, "train_acc": 100.0 * int(correct) / seen,
                    "val_acc": val["acc"], "val_loss": val["loss"], "lr": lr, "epoch_seconds": train_time,
