@@ -32,7 +32,8 @@ from analysis.load import NotARunError, Run, find_runs, load_run
 from analysis.stats import mean_ci
 from analysis.tables import compatibility_long
 
-OTHER_NUMERIC_PARAMS = ["units_per_stage", "kd_weight", "kd_temperature", "student_ce_weight", "lr", "weight_decay"]
+OTHER_NUMERIC_PARAMS = ["units_per_stage", "ce_weight", "kd_weight", "kd_temperature", "student_ce_weight",
+                        "feature_weight", "lr", "weight_decay"]
 
 
 def numeric_params(t: pd.DataFrame) -> list[str]:
@@ -153,7 +154,7 @@ def schedules(run: Run, out: Path, top: int = 5) -> list[Path]:
 
 def accuracy_vs_swap(run: Run, out: Path) -> list[Path]:
     t = complete(run.trials)
-    if not len(t):
+    if not len(t) or ("method" in t and (t["method"] != "iakd").all()):  # a baseline's sweep never swaps
         return []
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     sns.scatterplot(data=t, x="swap_mean_p", y="val_acc_last", hue="swap_schedule", ax=axes[0])

@@ -6,6 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+# Mean swap probability below which a configuration "barely swaps" (the search found KD without swapping), and at
+# or above which it really swaps (the report then shows the best such configuration beside the best).
+BARELY_SWAPS = 0.01
+SWAPS = 0.1
+
 SHOWN_ELSEWHERE = {"swap_schedule", "swap_p0", "swap_profile", "swap_mode", "swap_mean_p"}
 
 
@@ -13,10 +18,20 @@ def _set(value: Any) -> bool:
     return value is not None and value == value  # not None, not NaN
 
 
+# A conventional method's loss hyperparameters, as the summary names them.
+LOSS_KEYS = {"ce_weight": "ce", "kd_weight": "kd", "kd_temperature": "T", "feature_weight": "feature"}
+
+
 def describe_config(c: Mapping[str, Any]) -> str:
     """``theseus p0=0.74 ramp_k=2.88 g=1 sce=0.71 bn-recal``: the schedule and every parameter it sets (any
     numeric ``swap_<param>`` key, so a new schedule parameter shows up without an edit here), the granularity, the
-    extra loss terms, BN recalibration and the teacher BatchNorm mode when it is not the default."""
+    extra loss terms, BN recalibration and the BatchNorm modes when they are not the default. A conventional
+    method (``method`` other than iakd): ``kd ce=0.10 kd=0.90 T=4.0``, its loss weights that are set."""
+    method = c.get("method", "iakd")
+    if _set(method) and method != "iakd":
+        weights = [f"{short}={c[key]:.3g}" for key, short in LOSS_KEYS.items() if _set(c.get(key)) and
+                   (c[key] or key == "ce_weight") and (key != "kd_temperature" or c.get("kd_weight"))]
+        return " ".join([method, *weights])
     parts = [f"{c.get('swap_schedule', '?')} p0={c.get('swap_p0', 0):.2f}"]
     for key in c.keys():
         value = c[key]
@@ -32,4 +47,6 @@ def describe_config(c: Mapping[str, Any]) -> str:
         parts.append("bn-recal")
     if c.get("teacher_bn") == "batch":
         parts.append("teacher-bn=batch")
+    if c.get("student_bn") == "hybrid":
+        parts.append("student-bn=hybrid")
     return " ".join(parts)

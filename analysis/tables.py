@@ -35,12 +35,42 @@ def method_arms(run: Run) -> list[str]:
     return [a for a in dict.fromkeys(t.loc[t["factor"] == "method", "arm"]) if a in wide]
 
 
+# Table 1's references: the student alone, KD at its literature values, and KD tuned by its own sweep (compared
+# with the IAKD arms only: what the tuned baseline is there to judge).
+REFERENCES = ("student", "kd", "kd_tuned")
+
+
+def references_of(arm: str) -> tuple[str, ...]:
+    return REFERENCES if arm.startswith("iakd") else REFERENCES[:2]
+
+
 def method_comparisons(run: Run) -> pd.DataFrame:
-    """Table 1's family: every method arm vs the student and vs KD (paired on seeds); Holm across the family.
-    Table 1, the conclusion and the sensitivity section all quote these rows, so they agree."""
+    """Table 1's family: every method arm vs the student and vs KD (literature), the IAKD arms also vs KD tuned
+    (paired on seeds); Holm across the family. Table 1, the conclusion and the sensitivity section all quote these
+    rows, so they agree."""
     wide = seed_table(run)
-    return paired_table(wide, [(arm, ref) for arm in method_arms(run) for ref in ("student", "kd")
+    return paired_table(wide, [(arm, ref) for arm in method_arms(run) for ref in references_of(arm)
                                if arm != ref and ref in wide])
+
+
+def stronger_kd(run: Run) -> str | None:
+    """The stronger KD baseline of the run, ``kd`` or ``kd_tuned``, chosen on mean *validation* accuracy (the test
+    set never picks anything); None without a KD arm."""
+    t = _ok(run.trials)
+    present = [a for a in ("kd", "kd_tuned") if (t["arm"] == a).any()] if "arm" in t else []
+    if not present:
+        return None
+    return max(present, key=lambda a: t.loc[t["arm"] == a, "val_acc_last"].mean())
+
+
+def arm_label(run: Run, arm: str) -> str:
+    """The arm's label as the ablation recorded it (runs made before labels existed: the arm's name)."""
+    t = run.trials
+    if "label" in t:
+        labels = t.loc[t["arm"] == arm, "label"].dropna()
+        if len(labels):
+            return str(labels.iloc[0])
+    return arm
 
 
 def table1(run: Run) -> pd.DataFrame:
@@ -54,13 +84,13 @@ def table1(run: Run) -> pd.DataFrame:
     if teacher.get("test_acc") is not None:  # one trained teacher: its test accuracy, no spread, no test
         row = {"setting": setting, "method": f"teacher ({teacher.get('arch', cfg['teacher'])})",
                "test acc (%)": f"{teacher['test_acc']:.2f} (n=1)"}
-        for ref in ("student", "kd"):
+        for ref in REFERENCES:
             if ref in wide:
                 row.update({f"Δ vs {ref} [95% CI]": "—", f"p vs {ref}": "—", f"p_holm vs {ref}": "—"})
         rows.append(row)
     for arm in method_arms(run):
         row = {"setting": setting, "method": arm, "test acc (%)": fmt_mean_std(wide[arm].dropna())}
-        for ref in ("student", "kd"):
+        for ref in REFERENCES:
             if ref not in wide:
                 continue
             c = comparisons.loc[(arm, ref)] if (arm, ref) in comparisons.index else None
@@ -71,24 +101,45 @@ def table1(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def comparisons_vs_best(run: Run, factor: str) -> pd.DataFrame:
-    """One ablation table: iakd_best and each arm of ``factor``; Δ vs iakd_best, p, Holm within the table."""
+# Factors recorded under another name by runs made before the student_bn mode existed.
+OLD_FACTORS = {"teacher_bn": "batchnorm"}
+
+
+def factor_arms(run: Run, factor: str) -> tuple[str, list[str]]:
+    """(reference arm, the factor's other arms with results): the reference is what the ablation recorded as the
+    arms' ``versus`` (runs made before it did: iakd_best)."""
     t = _ok(run.trials)
-    arms = [a for a in dict.fromkeys(t.loc[t["factor"] == factor, "arm"]) if a != "iakd_best"]
-    if not arms or "iakd_best" not in set(t["arm"]):
+    if not len(t):
+        return "iakd_best", []
+    factors = t["factor"].replace(OLD_FACTORS)
+    part = t[factors == factor]
+    versus = part["versus"].dropna() if "versus" in part else pd.Series(dtype=object)
+    reference = str(versus.iloc[0]) if len(versus) else "iakd_best"
+    return reference, [a for a in dict.fromkeys(part["arm"]) if a != reference]
+
+
+def comparisons_vs_best(run: Run, factor: str) -> pd.DataFrame:
+    """One ablation table: the factor's reference arm (iakd_best; the paper reconstruction for the paper table)
+    and each arm of ``factor``; Δ vs the reference, p, Holm within the table."""
+    t = _ok(run.trials)
+    reference, arms = factor_arms(run, factor)
+    if not arms or reference not in set(t["arm"]):
         return pd.DataFrame()
     wide = seed_table(run)
-    first = t[t["arm"] == "iakd_best"].iloc[0]
-    rows = [{"arm": "iakd_best", "change": describe_best(first), "test acc (%)": fmt_mean_std(wide["iakd_best"]),
-             "Δ vs best [95% CI]": "—", "p": "—", "p_holm": "—"}]
-    for c in paired_table(wide, [(arm, "iakd_best") for arm in arms]).to_dict("records"):
+    first = t[t["arm"] == reference].iloc[0]
+    column = f"Δ vs {'best' if reference == 'iakd_best' else reference} [95% CI]"
+    rows = [{"arm": reference, "change": describe_best(first), "test acc (%)": fmt_mean_std(wide[reference]),
+             column: "—", "p": "—", "p_holm": "—"}]
+    for c in paired_table(wide, [(arm, reference) for arm in arms]).to_dict("records"):
         rows.append({"arm": c["arm"], "change": describe_change(run, c["arm"]),
-                     "test acc (%)": fmt_mean_std(wide[c["arm"]]), "Δ vs best [95% CI]": fmt_delta(c),
+                     "test acc (%)": fmt_mean_std(wide[c["arm"]]), column: fmt_delta(c),
                      "p": _fmt_p(c["p_ttest"]), "p_holm": _fmt_p(c["p_holm"])})
     return pd.DataFrame(rows)
 
 
 def describe_best(row: pd.Series) -> str:
+    if row.get("method", "iakd") != "iakd":
+        return describe_config(row)
     return f"{describe_config(row)} (mean p={row['swap_mean_p']:.3f})"
 
 
@@ -107,8 +158,13 @@ def sweep_summary(run: Run, top: int = 5) -> tuple[dict, pd.DataFrame]:
     full = t[t["status"] == "COMPLETE"].nlargest(top, "val_acc_last")
     if len(full):
         info["best"] = describe_best(full.iloc[0])
-    cols = ["trial_number", "val_acc_last", "swap_schedule", "swap_p0", "swap_p1", "swap_mean_p", "swap_profile",
-            "units_per_stage", "swap_mode", "kd_weight", "student_ce_weight", "train_seconds"]
+    if "method" in t and len(t) and (t["method"] != "iakd").all():  # a baseline's sweep: what it searched
+        searched = [c for c in ("ce_weight", "kd_weight", "kd_temperature", "feature_weight", "lr", "weight_decay")
+                    if c in full and full[c].nunique() > 1]
+        cols = ["trial_number", "val_acc_last", *searched, "train_seconds"]
+    else:
+        cols = ["trial_number", "val_acc_last", "swap_schedule", "swap_p0", "swap_p1", "swap_mean_p",
+                "swap_profile", "units_per_stage", "swap_mode", "kd_weight", "student_ce_weight", "train_seconds"]
     return info, full[[c for c in cols if c in full]].round(3)
 
 
@@ -121,7 +177,7 @@ def anchors_for(run: Run) -> pd.DataFrame:
 
 # An ablation's runs whose teacher-unit compatibility the report shows: the best configuration, and the paper's
 # constant p = 0.5, which swaps all through training (the best may hardly swap at all).
-COMPATIBILITY_ARMS = ("iakd_best", "iakd_paper_default")
+COMPATIBILITY_ARMS = ("iakd_best", "iakd_best_swapping", "iakd_paper_default")
 
 
 def compatibility_runs(run: Run) -> dict[str, pd.DataFrame]:
@@ -202,3 +258,23 @@ def best_uses_kd(run: Run) -> bool:
     t = run.trials
     best = t[t["arm"] == "iakd_best"] if "arm" in t else t.iloc[0:0]
     return bool(len(best)) and float(best["kd_weight"].iloc[0]) > 0
+
+
+def student_statistics_table(run: Run) -> pd.DataFrame:
+    """Per IAKD arm of an ablation (or the best trial of a sweep): val accuracy at the last epoch with the
+    student's running statistics and after a student-only recalibration (``val_acc_recal``), mean over seeds."""
+    e, t = run.epochs, run.trials[run.trials["status"] == "COMPLETE"]
+    if not len(e) or "val_acc_recal" not in e or "arm" not in t:
+        return pd.DataFrame()
+    last = e[e["val_acc_recal"].notna()].sort_values("epoch").groupby("trial_id").tail(1)
+    merged = last.merge(t[["trial_id", "arm", "student_bn"]] if "student_bn" in t else t[["trial_id", "arm"]],
+                        on="trial_id")
+    if not len(merged):
+        return pd.DataFrame()
+    table = merged.groupby("arm", sort=False).agg(n=("trial_id", "nunique"), epoch=("epoch", "max"),
+                                                  running=("val_acc", "mean"), recalibrated=("val_acc_recal", "mean"))
+    table["gap"] = table["recalibrated"] - table["running"]
+    order = [a for a in dict.fromkeys(t["arm"]) if a in table.index]
+    table = table.loc[order].round(2).reset_index()
+    return table.rename(columns={"running": "val acc, running stats (%)", "recalibrated": "val acc, recalibrated (%)",
+                                 "gap": "recalibrated − running"})

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, TrialConfig, fields_where
-from .presets import DEFAULT_PRESET, PRESETS, method_overrides, preset_config
+from .methods import method_overrides
+from .presets import DEFAULT_PRESET, PRESETS, preset_config
 
 # ``iakd teacher`` offers only what shapes a teacher: no student, swap or loss knobs (the recipe is CE only).
 SKIP = {"train": frozenset(),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .hybrid import STUDENT_BN_MODES, TEACHER_BN_MODES
-from .presets import METHOD_DEFAULTS
+from .methods import HYPERPARAMETERS, METHODS
 from .schedules import PARAMS, PROFILES, SCHEDULES, SWAP_MODES
 
 
@@ -37,7 +37,7 @@ SWAP_SEED_OFFSET = 7919             # the hybrid's swap draws
 RECALIBRATION_SEED_OFFSET = 104729  # the batches BN recalibration reads
 DIAGNOSTIC_SEED_OFFSET = 1299709    # the batches the diagnostic's student-only recalibration reads
 
-METHOD_NAMES = tuple(METHOD_DEFAULTS)  # the method registry's names (methods.METHODS registers the same, tested)
+METHOD_NAMES = tuple(METHODS)  # the method registry's names
 DATASET_NAMES = ("fashion-mnist", "cifar10", "cifar100", "synthetic")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -79,15 +79,12 @@ class TrialConfig:
                          "it sees, teacher-fed batches included: the behaviour of runs made before this option)",
                          choices=STUDENT_BN_MODES)
     # ---- losses
-    ce_weight: float = _f("loss", 1.0, "weight of cross-entropy on the trained network's (or hybrid's) logits", lo=0)
-    kd_weight: float = _f("loss", 0.0, "weight of the KD term T^2 KL(teacher || output) (kd, iakd)", lo=0)
-    kd_temperature: float = _f("loss", 4.0, "KD temperature T", lo=0.05, hi=100)
-    student_ce_weight: float = _f("loss", 0.0, "iakd: weight of CE of an extra student-only forward pass", lo=0)
+    for _name, _hp in HYPERPARAMETERS.items():  # ce_weight, kd_weight, ...: every method's declared hyperparameters
+        __annotations__[_name] = "int" if _hp.integer else "float"
+        vars()[_name] = _f("loss", _hp.default, _hp.help, lo=_hp.lo, **({} if _hp.hi is None else {"hi": _hp.hi}))
+    del _name, _hp
     feature_term: str = _f("loss", "none", "iakd: add a feature term on the hybrid's stage outputs",
                            choices=("none", "fitnet", "at"))
-    feature_weight: float = _f("loss", 0.0, "weight of the feature term (fitnet: 100, at: 1000 in the literature)",
-                               lo=0)
-    hint_stage: int = _f("loss", 1, "fitnet: which stage's output (0-based) is hinted", lo=0)
     bn_recalibration_batches: int = _f("loss", 0, "before each evaluation, recompute the student's BatchNorm "
                                        "statistics "
                                        "on this many student-only training batches (0: off)", lo=0, hi=10_000)

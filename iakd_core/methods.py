@@ -1,46 +1,127 @@
-"""Training methods in one registry. A method is a named set of loss terms: the base class computes CE, the KD term
-and a feature term from the config's weights, so student, KD, FitNet and AT are that base with their literature
-weights (``presets.METHOD_DEFAULTS``) and own no code beyond a name; IAKD owns its forward (the hybrid) and its
-swap statistics.
+"""Training methods in one registry, each with its hyperparameters declared once.
+
+A method is a named set of loss terms. The base class computes CE, the KD term and a feature term from the
+config's weights, so student, KD, FitNet and AT are that base with their own declared hyperparameters and
+literature values and own no code beyond that; IAKD owns its forward (the hybrid) and its swap statistics.
 
 ``forward_train(x, y, progress, teacher_logits=None)`` returns ``(logits, {term: weighted loss})``; the trainer sums
 the dict, so a new loss term needs no trainer change. ``teacher_logits``, when the trainer has them from a table
 (``iakd_core.targets``), replace the teacher's forward for the KD term.
 
+**Hyperparameters.** A method lists what it tunes in ``hyperparameters`` (name -> :class:`Hyperparameter`: help,
+valid range, config default, search range) and its literature values in ``@register(name, **literature)``. From
+there derive: the config field of every declared name and its validation (``iakd_core.config``), its ``--option``
+(``iakd train``), the method's literature config (:func:`method_overrides`: the ablation's comparator arms, Table
+1's rows) and the sweep's search space for ``run_sweep.py --method <name>`` (``study/space.py``: every declared
+hyperparameter with a search range). Shared names (``kd_weight`` for KD and IAKD) are declared from the same
+object, so both methods search the same range; two declarations of one name must agree on everything but the
+search range.
+
 The teacher is frozen by structure: it is not a registered submodule (so it is in no optimizer, no ``state_dict``
 and no ``.train()`` call), its parameters have ``requires_grad=False``, and it is put in eval mode once and kept
 there.
 
-Add a method: subclass :class:`Method`, decorate it with ``@register("name")``, and give its literature weights
-in ``presets.METHOD_DEFAULTS`` (the config's method names, the ablation's comparator arms and Table 1 follow).
+Add a method: subclass :class:`Method`, declare ``hyperparameters``, decorate it with ``@register("name", **its
+literature values)``; override ``forward_train`` if its loss is not the base's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import SWAP_SEED_OFFSET, TrialConfig
 from .hybrid import HybridNetwork
 from .losses import at_loss, fitnet_loss, kd_loss
 from .models import Backbone
 from .schedules import schedule_value
 from .units import pair_units
 
+if TYPE_CHECKING:
+    from .config import TrialConfig
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """A method's hyperparameter: the config field's help, valid range [lo, hi] and default (the term off, or its
+    neutral value), and the range a sweep of the method searches (None: never searched)."""
+
+    help: str
+    lo: float
+    hi: float | None = None
+    default: float = 0.0
+    search: tuple[float, float] | None = None
+    log: bool = False
+    integer: bool = False
+
+    def fixed(self) -> Hyperparameter:
+        """The same field, not searched (a method that declares it but keeps its literature value)."""
+        return dataclasses.replace(self, search=None, log=False)
+
+    def searched(self, lo: float, hi: float, log: bool = False) -> Hyperparameter:
+        return dataclasses.replace(self, search=(lo, hi), log=log)
+
+
+# Shared declarations (one object per name, so every method that tunes it searches the same range).
+CE_WEIGHT = Hyperparameter("weight of cross-entropy on the trained network's (or hybrid's) logits", lo=0,
+                           default=1.0, search=(0.05, 1.0), log=True)
+KD_WEIGHT = Hyperparameter("weight of the KD term T^2 KL(teacher || output) (kd, iakd)", lo=0, default=0.0,
+                           search=(0.05, 1.0), log=True)
+KD_TEMPERATURE = Hyperparameter("KD temperature T", lo=0.05, hi=100, default=4.0, search=(1.0, 8.0))
+STUDENT_CE_WEIGHT = Hyperparameter("iakd: weight of CE of an extra student-only forward pass", lo=0, default=0.0,
+                                   search=(0.05, 1.0), log=True)
+FEATURE_WEIGHT = Hyperparameter("weight of the feature term (fitnet: 100, at: 1000 in the literature)", lo=0,
+                                default=0.0)
+HINT_STAGE = Hyperparameter("fitnet: which stage's output (0-based) is hinted", lo=0, default=1, integer=True)
+
+# A loss term's weight and the hyperparameters that only matter when it is on (a sweep switches them together).
+TERMS: dict[str, tuple[str, ...]] = {"kd": ("kd_weight", "kd_temperature"), "student_ce": ("student_ce_weight",)}
+
 METHODS: dict[str, type[Method]] = {}
 
 
-def register(name: str):
-    def add(cls):
-        cls.name = name
+HYPERPARAMETERS: dict[str, Hyperparameter] = {}  # every declared name -> its config field (search: the first's)
+
+
+def register(name: str, **literature: Any):
+    """Register a method under ``name`` with its literature values (config keys: its declared hyperparameters,
+    or any other key such a run sets, e.g. IAKD's swap schedule)."""
+
+    def add(cls: type[Method]) -> type[Method]:
+        for key, hp in cls.hyperparameters.items():
+            known = HYPERPARAMETERS.setdefault(key, hp)
+            if dataclasses.replace(known, search=None, log=False) != hp.fixed():
+                raise ValueError(f"method {name!r} declares {key!r} differently from another method: declare "
+                                 "it from the same Hyperparameter object (only the search range may differ)")
+        cls.name, cls.literature = name, dict(literature)
         METHODS[name] = cls
         return cls
 
     return add
+
+
+def optional_terms_off() -> dict[str, Any]:
+    """Every declared hyperparameter at its default (each optional loss term off) and no feature term: the base a
+    conventional method's literature values go on."""
+    return {**{k: hp.default for k, hp in HYPERPARAMETERS.items()}, "feature_term": "none"}
+
+
+def method_overrides(method: str) -> dict[str, Any]:
+    """The config keys that make a run ``method`` with its literature values: a conventional method also switches
+    every other loss term and BN recalibration off (whatever a base config had); iakd gets the paper's setting as
+    this harness reconstructs it (docs: the paper's method details are not available)."""
+    base = {} if method == "iakd" else {**optional_terms_off(), "bn_recalibration_batches": 0}
+    return {"method": method, **base, **METHODS[method].literature}
+
+
+def searched_hyperparameters(method: str) -> dict[str, Hyperparameter]:
+    """What a sweep of ``method`` searches besides the optimizer: its declared hyperparameters with a range."""
+    return {k: hp for k, hp in METHODS[method].hyperparameters.items() if hp.search is not None}
 
 
 def freeze(teacher: Backbone) -> Backbone:
@@ -50,6 +131,8 @@ def freeze(teacher: Backbone) -> Backbone:
 
 class Method(nn.Module):
     name = "base"
+    hyperparameters: ClassVar[dict[str, Hyperparameter]] = {}
+    literature: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, cfg: TrialConfig, student: Backbone, teacher: Backbone | None,
                  teacher_targets: Backbone | None = None) -> None:
@@ -107,33 +190,50 @@ class Method(nn.Module):
         return {}
 
 
-@register("student")
+@register("student", ce_weight=1.0)
 class Student(Method):
-    """The student alone, cross-entropy only."""
+    """The student alone, cross-entropy only (nothing to tune but the optimizer: ``--search-optimizer``)."""
 
 
-@register("kd")
+@register("kd", ce_weight=0.1, kd_weight=0.9, kd_temperature=4.0)
 class KD(Method):
     """Hinton KD: ce_weight * CE + kd_weight * T^2 KL (literature: 0.1 / 0.9, T = 4)."""
 
+    hyperparameters = {"ce_weight": CE_WEIGHT, "kd_weight": KD_WEIGHT, "kd_temperature": KD_TEMPERATURE}
 
-@register("fitnet")
+
+@register("fitnet", ce_weight=1.0, feature_weight=100.0, hint_stage=1)
 class FitNet(Method):
     """FitNets: CE (+ optional KD) + feature_weight * MSE(regressor(student hint), teacher hint)."""
 
+    hyperparameters = {"feature_weight": FEATURE_WEIGHT.searched(10.0, 1000.0, log=True), "hint_stage": HINT_STAGE}
 
-@register("at")
+
+@register("at", ce_weight=1.0, feature_weight=1000.0)
 class AT(Method):
     """Attention transfer over every stage output: CE (+ optional KD) + feature_weight * sum of AT losses."""
 
+    hyperparameters = {"feature_weight": FEATURE_WEIGHT.searched(100.0, 10_000.0, log=True)}
 
-@register("iakd")
+
+# The paper's plain setting as this harness reconstructs it (the paper's method details are not available): constant
+# p = 0.5, one unit per stage, every unit alike, CE on the hybrid only, the teacher's BN statistics in its units.
+@register("iakd", ce_weight=1.0, kd_weight=0.0, student_ce_weight=0.0, swap_schedule="constant", swap_p0=0.5,
+          units_per_stage=1, swap_profile="uniform", swap_mode="bernoulli", teacher_bn="eval", student_bn="clean",
+          bn_recalibration_batches=0)
 class IAKD(Method):
     """Interactive KD: CE on the hybrid (student with randomly swapped-in teacher units), plus optional
-    KD between hybrid and teacher logits, CE of an extra student-only pass, and a feature term."""
+    KD between hybrid and teacher logits, CE of an extra student-only pass, and a feature term. Its sweep's
+    space is the swap schedule's (``study/space.py``) plus the optional terms (``TERMS``) switched on or off."""
+
+    hyperparameters = {"ce_weight": CE_WEIGHT.fixed(), "kd_weight": KD_WEIGHT, "kd_temperature": KD_TEMPERATURE,
+                       "student_ce_weight": STUDENT_CE_WEIGHT, "feature_weight": FEATURE_WEIGHT,
+                       "hint_stage": HINT_STAGE}
 
     def __init__(self, cfg: TrialConfig, student: Backbone, teacher: Backbone,
                  teacher_targets: Backbone | None = None) -> None:
+        from .config import SWAP_SEED_OFFSET
+
         super().__init__(cfg, student, teacher, teacher_targets)
         params = cfg.schedule_params()
         self.hybrid = HybridNetwork(

@@ -21,22 +21,6 @@ PUBLISHED_PAIRS = (
     ("resnet32x4", "resnet8x4"), ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"),
 )
 
-# Every optional loss term off (a conventional method's base; the teacher's CE-only recipe).
-NO_EXTRA_TERMS: dict[str, Any] = {"kd_weight": 0.0, "student_ce_weight": 0.0, "feature_weight": 0.0,
-                                  "feature_term": "none"}
-
-# Literature defaults of each method's own weights, applied when a method is chosen without explicit weights.
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "student": {"ce_weight": 1.0, "kd_weight": 0.0, "feature_weight": 0.0},
-    "kd": {"ce_weight": 0.1, "kd_weight": 0.9, "kd_temperature": 4.0},
-    "fitnet": {"ce_weight": 1.0, "kd_weight": 0.0, "feature_weight": 100.0, "hint_stage": 1},
-    "at": {"ce_weight": 1.0, "kd_weight": 0.0, "feature_weight": 1000.0},
-    # the paper's plain setting: constant p = 0.5, one unit per stage, every unit alike, CE on the hybrid only
-    "iakd": {"ce_weight": 1.0, "kd_weight": 0.0, "student_ce_weight": 0.0, "swap_schedule": "constant",
-             "swap_p0": 0.5, "units_per_stage": 1, "swap_profile": "uniform", "swap_mode": "bernoulli",
-             "teacher_bn": "eval", "bn_recalibration_batches": 0},
-}
-
 _LAPTOP_DATA = dict(dataset="fashion-mnist", image_size=14, crop_padding=2, flip=True, split_seed=0)
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -96,19 +80,14 @@ DEFAULT_PRESET = "laptop"
 STUDY_PRESETS = ("laptop", "laptop-wrn")  # the settings study/run_study.py runs by default (Table 1's columns)
 
 
-def method_overrides(method: str) -> dict[str, Any]:
-    """The config keys that make a run ``method`` with its literature weights: a conventional method also switches
-    every optional term and BN recalibration off (whatever a base config had); iakd gets the paper's setting."""
-    base = {} if method == "iakd" else {**NO_EXTRA_TERMS, "bn_recalibration_batches": 0}
-    return {"method": method, **base, **METHOD_DEFAULTS.get(method, {})}
-
-
 def preset_config(name: str, method: str | None = None, **overrides: Any) -> dict[str, Any]:
     """A preset's config dict, with the method's literature weights and then ``overrides`` applied."""
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     config = dict(PRESETS[name]["config"])
     if method is not None:
+        from .methods import method_overrides  # (presets stay pure data; the methods' registry has the values)
+
         config.update(method_overrides(method))
     config.update({k: v for k, v in overrides.items() if v is not None})
     return config

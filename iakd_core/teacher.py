@@ -20,8 +20,8 @@ from filelock import FileLock
 
 from .config import TrialConfig, fields_where, stable_hash
 from .data import DataSplits, load_splits, load_test
+from .methods import method_overrides
 from .models import Backbone, build_model
-from .presets import METHOD_DEFAULTS, NO_EXTRA_TERMS
 
 # What determines a trained teacher, besides its architecture, epochs and seed: its recipe's data, optimisation and
 # numerics fields (from the TrialConfig field groups), never the runtime-only ones.
@@ -34,10 +34,9 @@ class TeacherCacheError(RuntimeError):
 
 def teacher_recipe(cfg: TrialConfig) -> TrialConfig:
     """The config that trains ``cfg``'s teacher: the student recipe, on the teacher architecture, CE only."""
-    return TrialConfig.from_dict(cfg, method="student", student=cfg.teacher, epochs=cfg.teacher_epochs,
-                                 seed=cfg.teacher_seed, train_size=cfg.teacher_train_size or cfg.train_size,
-                                 **{**NO_EXTRA_TERMS, **METHOD_DEFAULTS["student"]}, evaluate_test=False,
-                                 bn_recalibration_batches=0)
+    return TrialConfig.from_dict(cfg, **method_overrides("student"), student=cfg.teacher,
+                                 epochs=cfg.teacher_epochs, seed=cfg.teacher_seed,
+                                 train_size=cfg.teacher_train_size or cfg.train_size, evaluate_test=False)
 
 
 def teacher_key(cfg: TrialConfig) -> str:

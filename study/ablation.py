@@ -1,20 +1,27 @@
-"""The ablation: the sweep's best config against baselines and one-factor-at-a-time variants, on fresh seeds, at
-full fidelity, each evaluated once on the official test set (the only place the test set is used).
+"""The ablation: the sweep's best config against baselines, the paper reconstruction and its bracket, and
+one-factor-at-a-time variants, on fresh seeds, at full fidelity, each evaluated once on the official test set (the
+only place the test set is used).
 
-Arms (all on the same seeds):
-  student, kd, fitnet, at  every conventional method of the registry (``presets.METHOD_DEFAULTS``), with its
-                           literature weights, no IAKD terms
-  iakd_paper_default       constant p = 0.5, one unit per stage, CE only
-  iakd_best                the sweep's best full-fidelity config
-  iakd_best_plus_kd        best + the KD term with KD's literature weight and T    (if the best has no KD term)
-  constant_mean_p          best, schedule -> constant at the same mean p           (if the best is not constant)
-  no_swap                  best, p = 0 (no teacher unit ever swapped in)
-  granularity_<g>          best, at each other supported granularity
-  teacher_bn_<mode>        best, with the other BatchNorm mode of swapped-in teacher units (eval / batch)
-  minus_kd                 best without its KD term                                (if it has one)
-  minus_student_ce         best without its student-only CE term                   (if it has one)
-  minus_bn_recalibration   best without BN recalibration before evaluation         (if it uses it)
-Each arm's factor (the table it belongs to) is recorded in the trials table, so analysis/ needs no list of arms.
+Arms (all on the same seeds; ``ARMS`` says which table each belongs to, what it is compared with and its label):
+  student, kd, fitnet, at   every conventional method of the registry, with its literature values
+  <method>_tuned            a method's own sweep's best (``--tuned SWEEP``; the study tunes KD with IAKD's budget)
+  iakd_paper_default        the paper reconstruction: constant p = 0.5, one unit per stage, CE on the hybrid
+  iakd_paper_final_student  + a final student-only phase (p = 0 for the last quarter of training)
+  iakd_paper_student_ce     + CE of a student-only pass (weight 1)
+  paper_student_bn_hybrid   the reconstruction with the student's statistics as the hybrid sees them
+  paper_bn_recalibration    the reconstruction with BN recalibration before evaluation
+  iakd_best                 the sweep's best full-fidelity config
+  iakd_best_plus_kd         best + the KD term with KD's literature weight and T    (if the best has no KD term)
+  iakd_best_swapping        the sweep's best config that swaps (mean p >= SWAPS)   (if the best barely swaps)
+  constant_mean_p           best, schedule -> constant at the same mean p           (if the best is not constant)
+  no_swap                   best, p = 0 (no teacher unit ever swapped in)
+  granularity_<g>           best, at each other supported granularity
+  teacher_bn_<mode>         best, with the other BatchNorm mode of swapped-in teacher units (eval / batch)
+  student_bn_<mode>         best, with the other mode of the student's statistics (clean / hybrid)
+  minus_kd                  best without its KD term                                (if it has one)
+  minus_student_ce          best without its student-only CE term                   (if it has one)
+  minus_bn_recalibration    best without BN recalibration before evaluation         (if it uses it)
+Each arm's factor, reference arm and label are recorded in the trials table, so analysis/ needs no list of arms.
 """
 
 from __future__ import annotations
@@ -22,9 +29,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from iakd_core.config import TrialConfig
-from iakd_core.hybrid import TEACHER_BN_MODES
-from iakd_core.presets import METHOD_DEFAULTS, NO_EXTRA_TERMS, method_overrides
+from analysis.summaries import BARELY_SWAPS, SWAPS
+from iakd_core.config import TrialConfig, fields_where
+from iakd_core.hybrid import STUDENT_BN_MODES, TEACHER_BN_MODES
+from iakd_core.methods import METHODS, method_overrides, optional_terms_off
 from iakd_core.schedules import mean_probability
 
 from .ledger import TrialRecord, read_all
@@ -32,35 +40,97 @@ from .progress import Progress
 from .records import result_tables, trial_row
 from .runner import Session, Tables, train_and_report, trial_resources
 
-CONVENTIONAL = tuple(m for m in METHOD_DEFAULTS if m != "iakd")  # student, kd, fitnet, at
+CONVENTIONAL = tuple(m for m in METHODS if m != "iakd")  # student, kd, fitnet, at
+PAPER = "iakd_paper_default"
+PAPER_LABEL = "IAKD, paper reconstruction (constant p = 0.5, one unit per stage, CE on the hybrid)"
 
-# Which table each arm belongs to (an arm may serve several; iakd_best is the reference row of every ablation).
-FACTORS = {
-    **{m: "method" for m in CONVENTIONAL}, "iakd_paper_default": "method", "iakd_best": "method",
-    "iakd_best_plus_kd": "method", "constant_mean_p": "schedule", "no_swap": "schedule",
-    "minus_kd": "loss", "minus_student_ce": "loss", "minus_bn_recalibration": "loss",
+# arm -> (factor: the table it belongs to, versus: the arm it is compared with there, label). Arms named by a
+# pattern (granularity_<g>, teacher_bn_<mode>, student_bn_<mode>, <method>_tuned) are described in ``arm_facts``.
+ARMS: dict[str, tuple[str, str | None, str]] = {
+    "student": ("method", None, "student alone"),
+    "kd": ("method", None, "KD, literature values"),
+    "fitnet": ("method", None, "FitNet, literature values"),
+    "at": ("method", None, "AT, literature values"),
+    PAPER: ("method", None, PAPER_LABEL),
+    "iakd_paper_final_student": ("method", None, "IAKD, paper reconstruction + final student-only phase "
+                                                 "(p = 0 for the last 25 %)"),
+    "iakd_paper_student_ce": ("method", None, "IAKD, paper reconstruction + student-only CE (weight 1)"),
+    "iakd_best": ("method", None, "IAKD, the sweep's best"),
+    "iakd_best_plus_kd": ("method", None, "IAKD, the sweep's best + KD (literature weight and T)"),
+    "iakd_best_swapping": ("method", None, f"IAKD, the sweep's best that swaps (mean p ≥ {SWAPS:g})"),
+    "paper_student_bn_hybrid": ("paper", PAPER, "paper reconstruction, student BN statistics as the hybrid sees "
+                                                "them (student_bn=hybrid)"),
+    "paper_bn_recalibration": ("paper", PAPER, "paper reconstruction + BN recalibration (32 batches)"),
+    "constant_mean_p": ("schedule", "iakd_best", "best, constant schedule at the same mean p"),
+    "no_swap": ("schedule", "iakd_best", "best, p = 0 (never swapped)"),
+    "minus_kd": ("loss", "iakd_best", "best without its KD term"),
+    "minus_student_ce": ("loss", "iakd_best", "best without its student-only CE term"),
+    "minus_bn_recalibration": ("loss", "iakd_best", "best without BN recalibration"),
 }
 
+# The readings of the paper a researcher would try, as overrides of the reconstruction.
+PAPER_VARIANTS: dict[str, dict[str, Any]] = {
+    "iakd_paper_final_student": {"swap_schedule": "step", "swap_p1": 0.0, "swap_step_at": 0.75},
+    "iakd_paper_student_ce": {"student_ce_weight": 1.0},
+    "paper_student_bn_hybrid": {"student_bn": "hybrid"},
+    "paper_bn_recalibration": {"bn_recalibration_batches": 32},
+}
 
-def ablation_arms(best: dict[str, Any], granularities: list[int]) -> dict[str, dict[str, Any]]:
-    """Arm name -> config overrides applied on top of the best config."""
+# What a tuned arm takes from its sweep's best config: what that sweep searched (the method's declared
+# hyperparameters, the optimizer's when it searched them); every other key is the ablation's.
+TUNED_KEYS = fields_where("loss", "optimisation") - {"epochs", "batch_size"}
+
+
+def arm_facts(arm: str) -> tuple[str, str | None, str]:
+    """(factor, versus, label) of an arm."""
+    if arm in ARMS:
+        return ARMS[arm]
+    for prefix, factor in (("granularity_", "granularity"), ("teacher_bn_", "batchnorm"),
+                           ("student_bn_", "batchnorm")):
+        if arm.startswith(prefix):
+            return factor, "iakd_best", f"best, {prefix.rstrip('_')} = {arm.removeprefix(prefix)}"
+    if arm.endswith("_tuned"):
+        method = arm.removesuffix("_tuned")
+        return "method", None, f"{method.upper() if len(method) <= 3 else method}, tuned (its own sweep)"
+    raise KeyError(f"unknown ablation arm {arm!r}")
+
+
+def factor_of(arm: str) -> str:
+    return arm_facts(arm)[0]
+
+
+def ablation_arms(best: dict[str, Any], granularities: list[int], tuned: dict[str, dict[str, Any]] | None = None,
+                  swapping: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Arm name -> config overrides applied on top of the best config. ``tuned``: method -> the best config of
+    that method's own sweep; ``swapping``: the IAKD sweep's best config with mean p >= SWAPS (its arm is added
+    when the best barely swaps)."""
     cfg = TrialConfig.from_dict(best)
-    arms: dict[str, dict[str, Any]] = {
-        m: method_overrides(m) for m in CONVENTIONAL}
-    arms["iakd_paper_default"] = {"method": "iakd", **NO_EXTRA_TERMS, **METHOD_DEFAULTS["iakd"]}
+    arms: dict[str, dict[str, Any]] = {m: method_overrides(m) for m in CONVENTIONAL}
+    for method, config in (tuned or {}).items():
+        arms[f"{method}_tuned"] = {**method_overrides(method), **{k: v for k, v in config.items()
+                                                                  if k in TUNED_KEYS}}
+    paper = {"method": "iakd", **optional_terms_off(), **method_overrides("iakd")}
+    arms[PAPER] = paper
+    for arm in ("iakd_paper_final_student", "iakd_paper_student_ce"):
+        arms[arm] = {**paper, **PAPER_VARIANTS[arm]}
     arms["iakd_best"] = {}
     if cfg.kd_weight == 0:
-        arms["iakd_best_plus_kd"] = {k: METHOD_DEFAULTS["kd"][k] for k in ("kd_weight", "kd_temperature")}
+        arms["iakd_best_plus_kd"] = {k: METHODS["kd"].literature[k] for k in ("kd_weight", "kd_temperature")}
+    best_p = mean_probability(cfg.swap_schedule, **cfg.schedule_params())
+    if swapping is not None and best_p < BARELY_SWAPS:
+        arms["iakd_best_swapping"] = {k: v for k, v in swapping.items() if k not in NOT_AN_ARM_KEY}
+    for arm in ("paper_student_bn_hybrid", "paper_bn_recalibration"):
+        arms[arm] = {**paper, **PAPER_VARIANTS[arm]}
     if cfg.swap_schedule != "constant":
-        arms["constant_mean_p"] = {"swap_schedule": "constant",
-                                   "swap_p0": round(mean_probability(cfg.swap_schedule, **cfg.schedule_params()), 6)}
+        arms["constant_mean_p"] = {"swap_schedule": "constant", "swap_p0": round(best_p, 6)}
     arms["no_swap"] = {"swap_schedule": "constant", "swap_p0": 0.0}
     for g in granularities:
         if g != cfg.units_per_stage:
             arms[f"granularity_{g}"] = {"units_per_stage": g}
-    for mode in TEACHER_BN_MODES:
-        if mode != cfg.teacher_bn:
-            arms[f"teacher_bn_{mode}"] = {"teacher_bn": mode}
+    for key, modes in (("teacher_bn", TEACHER_BN_MODES), ("student_bn", STUDENT_BN_MODES)):
+        for mode in modes:
+            if mode != getattr(cfg, key):
+                arms[f"{key}_{mode}"] = {key: mode}
     if cfg.kd_weight > 0:
         arms["minus_kd"] = {"kd_weight": 0.0}
     if cfg.student_ce_weight > 0:
@@ -70,11 +140,8 @@ def ablation_arms(best: dict[str, Any], granularities: list[int]) -> dict[str, d
     return arms
 
 
-def factor_of(arm: str) -> str:
-    for prefix in ("granularity", "teacher_bn"):
-        if arm.startswith(prefix + "_"):
-            return prefix
-    return FACTORS[arm]
+# Keys a swapping config does not carry into its arm: where and how a run happens, and its seed.
+NOT_AN_ARM_KEY = fields_where(runtime_only=True) | {"seed"}
 
 
 def arm_config(base: dict[str, Any], arms: dict[str, dict[str, Any]], arm: str, seed: int) -> dict[str, Any]:
@@ -131,7 +198,8 @@ class AblationKind:
             record = records.get(key, TrialRecord())
             configs[key] = config = arm_config(manifest["base_config"], manifest["arms"], arm, seed)
             status = "COMPLETE" if record.final else "ERROR" if record.error else "INTERRUPTED"
-            rows.append(trial_row(key, status, record, config, arm=arm, factor=factor_of(arm),
+            factor, versus, label = arm_facts(arm)
+            rows.append(trial_row(key, status, record, config, arm=arm, factor=factor, versus=versus, label=label,
                                   test_acc=(record.final or {}).get("test_acc", float("nan"))))
         trials, epochs = result_tables(rows, records)
         return Tables(trials, epochs, complete=bool(len(trials)) and (trials["status"] != "INTERRUPTED").all(),

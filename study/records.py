@@ -94,8 +94,8 @@ def mean_swap_probability(config: dict[str, Any]) -> float:
     return mean_probability(config["swap_schedule"], **schedule_params(config))
 
 
-EPOCH_COLUMNS = ("epoch", "loss", "train_acc", "val_acc", "val_acc_recal", "val_loss", "lr", "epoch_seconds", "eval_seconds",
-                 "images_per_second", "val_acc_best", "train_seconds_total", "timestamp")
+EPOCH_COLUMNS = ("epoch", "loss", "train_acc", "val_acc", "val_acc_recal", "val_loss", "lr", "epoch_seconds",
+                 "eval_seconds", "images_per_second", "val_acc_best", "train_seconds_total", "timestamp")
 
 
 def epoch_frame(key_column: str, key: Any, epochs: list[dict[str, Any]]) -> pd.DataFrame:

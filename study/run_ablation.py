@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seeds per arm (default 5: enough for a paired 95 %% CI of about ±0.5 points on the "
                    "laptop preset)")
     p.add_argument("--arms", help="comma-separated subset of arms (default: all that apply)")
+    p.add_argument("--tuned", action="append", default=[], metavar="SWEEP",
+                   help="a finished sweep of a baseline method (run_sweep.py --method kd) on the same setting: "
+                   "adds the arm <method>_tuned, its best config on the ablation's seeds (repeatable)")
     p.add_argument("--allow-incomplete", action="store_true",
                    help="ablate a sweep that did not finish its budget (the report says so)")
     p.add_argument("--name", help="run name (default <sweep name>-ablation)")
@@ -55,6 +58,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="dataset folder (default: the sweep's)")
     p.add_argument("--teacher-cache", default=None, help="teacher cache folder (default: the sweep's)")
     return p
+
+
+def tuned_best(path: Path, sweep: dict, read_manifest) -> tuple[str, dict]:
+    """(method, best config) of a finished baseline sweep on the IAKD sweep's setting; else one line, exit 2."""
+    manifest = read_manifest(path, "sweep")
+    method = manifest["args"].get("method") or "iakd"
+    if method == "iakd":
+        fail(f"--tuned {path} is an IAKD sweep; give a baseline's sweep (run_sweep.py --method kd)")
+    if manifest.get("status") != "complete":
+        fail(f"--tuned {path} has not finished its budget: resume it with run_sweep.py --resume {path}")
+    ours, theirs = sweep["base_config"], manifest["base_config"]
+    differs = [k for k in ("dataset", "train_size", "val_size", "split_seed", "image_size", "teacher", "student",
+                           "epochs", "teacher_epochs", "teacher_train_size") if ours.get(k) != theirs.get(k)]
+    if differs:
+        what = ", ".join(f"{k} {theirs.get(k)!r} vs {ours.get(k)!r}" for k in differs)
+        fail(f"--tuned {path} was run on another setting ({what}); tune the baseline on the IAKD sweep's preset")
+    try:
+        best = json.loads((path / "best_config.json").read_text())
+    except (OSError, ValueError):
+        fail(f"--tuned {path} has no COMPLETE trial, so no best configuration")
+    return method, best["config"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         best = json.loads((sweep_dir / "best_config.json").read_text())
     except (OSError, ValueError):
         fail(f"{sweep_dir} has no COMPLETE (full-fidelity) trial, so there is no best configuration to ablate")
-    arms = ablation_arms(best["config"], sweep["granularities"])
+    tuned = {}
+    for path in args.tuned:
+        method, config = tuned_best(Path(path).resolve(), sweep, read_manifest)
+        tuned[method] = config
+    swapping = (best.get("best_swapping") or {}).get("config")
+    arms = ablation_arms(best["config"], sweep["granularities"], tuned, swapping)
     if args.arms:
         wanted = [a.strip() for a in args.arms.split(",") if a.strip()]
         unknown = sorted(set(wanted) - set(arms))
@@ -98,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
                 "arms": arms, "budget": len(arms) * len(seeds), "settings": settings,
                 "granularities": sweep["granularities"], "source_best": best, "address": args.address,
                 "source_sweep": os.path.relpath(sweep_dir, run_dir), "source_sweep_status": sweep.get("status"),
+                "tuned_sweeps": {m: os.path.relpath(Path(p).resolve(), run_dir) for m, p in
+                                 zip(tuned, args.tuned, strict=True)},
+                "sweep_budget": sweep.get("budget"),
                 "name": run_dir.name, "mlflow": args.mlflow}
     return launch(ABLATION, run_dir, manifest, args.address)
 

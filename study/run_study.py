@@ -1,12 +1,14 @@
 #!/usr/bin/env python
-"""The whole study in one command: for each setting (preset), a sweep and then the ablation of its best config;
-then one report over every setting (Table 1 = methods x settings).
+"""The whole study in one command: for each setting (preset), the IAKD sweep, a sweep of each tuned baseline (KD by
+default) with the same sampler, scheduler and budget, then the ablation of the IAKD sweep's best config with the
+tuned baselines' bests as arms (kd_tuned); then one report over every setting (Table 1 = methods x settings).
 
     python study/run_study.py                                   # --presets laptop,laptop-wrn
     python study/run_study.py --presets laptop,laptop-wrn --budget 64 --seeds 5
     python study/run_study.py ... --address ray://head:10001    # on a Ray cluster
 
-Writes results/studies/<name>/ (default name: the presets joined by '+'): <preset>-sweep/ and <preset>-ablation/
+Writes results/studies/<name>/ (default name: the presets joined by '+'): <preset>-sweep/, <preset>-<method>-sweep/
+and <preset>-ablation/
 (the run folders study/run_sweep.py and study/run_ablation.py make), study.json (the plan and every stage's
 status and seconds), report.md / report.html and figures/. Each stage is the real command, run as a child
 process. Re-running the same command continues: finished stages are skipped, an interrupted one is resumed
@@ -34,12 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from iakd_core.cli import check_output_dir
+from iakd_core.config import METHOD_NAMES
 from iakd_core.presets import PRESETS, STUDY_PRESETS
 from iakd_core.trial import write_json
 from study.cli import OneLineParser, fail, positive_int
 
 ROOT = Path(__file__).resolve().parent.parent
-PLAN_KEYS = ("presets", "budget", "seeds", "arms")  # what a re-run must repeat to continue the same study
+PLAN_KEYS = ("presets", "budget", "seeds", "arms", "tune_baselines")  # what a re-run must repeat to continue
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=positive_int, default=5, help="ablation seeds per arm (default 5)")
     p.add_argument("--arms", help="comma-separated ablation arms (default: every arm that applies; see "
                    "run_ablation.py --help)")
+    p.add_argument("--tune-baselines", default="kd", metavar="METHODS",
+                   help="comma-separated baselines tuned by their own sweep with the IAKD sweep's budget, each "
+                   "then an ablation arm <method>_tuned (default kd; 'none' for none)")
     p.add_argument("--name", help="study folder name (default: the presets joined by '+')")
     p.add_argument("--output-dir", default="results/studies", help="where study folders go")
     p.add_argument("--address", help="Ray cluster address for every stage (default: a private local Ray)")
@@ -70,10 +76,23 @@ def plan_stages(args: argparse.Namespace, presets: list[str], study_dir: Path) -
         stages.append({"name": f"{preset} sweep", "kind": "sweep", "preset": preset, "dir": sweep.name,
                        "new": ["run_sweep.py", "--preset", preset, "--budget", str(args.budget), "--name",
                                sweep.name, "--output-dir", str(study_dir), *paths]})
+        tuned = []
+        for method in baselines(args.tune_baselines):
+            folder = study_dir / f"{preset}-{method}-sweep"
+            stages.append({"name": f"{preset} {method} sweep", "kind": "sweep", "preset": preset,
+                           "dir": folder.name,
+                           "new": ["run_sweep.py", "--preset", preset, "--method", method, "--budget",
+                                   str(args.budget), "--name", folder.name, "--output-dir", str(study_dir), *paths]})
+            tuned += ["--tuned", str(folder)]
         stages.append({"name": f"{preset} ablation", "kind": "ablation", "preset": preset, "dir": ablation.name,
                        "new": ["run_ablation.py", str(sweep), "--seeds", str(args.seeds), "--name", ablation.name,
-                               "--output-dir", str(study_dir), *arms]})
+                               "--output-dir", str(study_dir), *tuned, *arms]})
     return stages
+
+
+def baselines(text: str) -> list[str]:
+    """The methods ``--tune-baselines`` names (none: [])."""
+    return [] if text.strip() == "none" else [m.strip() for m in text.split(",") if m.strip()]
 
 
 def stage_status(run_dir: Path) -> str:
@@ -173,10 +192,15 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"unknown preset(s) {unknown or args.presets!r}; choose from: {', '.join(PRESETS)}")
     if len(set(presets)) != len(presets):
         fail(f"--presets names a setting twice: {args.presets}")
+    wrong = [m for m in baselines(args.tune_baselines) if m not in METHOD_NAMES or m == "iakd"]
+    if wrong:
+        fail(f"--tune-baselines: {', '.join(wrong)} is not a baseline; choose from "
+             f"{', '.join(m for m in METHOD_NAMES if m != 'iakd')} (or none)")
     out = Path(args.output_dir)
     check_output_dir(out)
     study_dir = out.resolve() / (args.name or "+".join(presets))
-    plan = {"presets": presets, "budget": args.budget, "seeds": args.seeds, "arms": args.arms}
+    plan = {"presets": presets, "budget": args.budget, "seeds": args.seeds, "arms": args.arms,
+            "tune_baselines": baselines(args.tune_baselines)}
     record = read_plan(study_dir, plan)
     study_dir.mkdir(parents=True, exist_ok=True)
     record.update(command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), address=args.address)

@@ -2,6 +2,7 @@
 """Sweep IAKD configurations: Optuna samples, Ray Tune runs, ASHA stops weak trials early.
 
     python study/run_sweep.py --budget 64                 # the default (laptop) preset, local Ray
+    python study/run_sweep.py --budget 64 --method kd     # tune a baseline with the same sampler and budget
     python study/run_sweep.py --resume results/sweeps/laptop-20261201-101500
     python study/run_sweep.py --preset cifar100-resnet56-resnet20 --address auto --gpus-per-trial 0.5
 
@@ -29,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from iakd_core.cli import check_output_dir, read_config_file
-from iakd_core.config import TrialConfig
+from iakd_core.config import METHOD_NAMES, TrialConfig
+from iakd_core.methods import searched_hyperparameters
 from iakd_core.presets import DEFAULT_PRESET, PRESETS, preset_config
 from iakd_core.units import architecture_granularities
 from study.cli import (
@@ -51,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=positive_int, default=64, help="number of trials (default 64)")
     p.add_argument("--preset", default=DEFAULT_PRESET, help=f"starting config: {', '.join(PRESETS)} "
                    f"(default {DEFAULT_PRESET})")
+    p.add_argument("--method", default="iakd", choices=METHOD_NAMES,
+                   help="the method whose declared hyperparameters are searched (default iakd: the swap schedule "
+                   "and its optional loss terms; kd: its CE/KD weights and temperature; see iakd_core/methods.py)")
     p.add_argument("--dataset", help="override the preset's dataset (fashion-mnist, cifar10, cifar100, synthetic)")
     p.add_argument("--teacher", help="teacher architecture (e.g. resnet56)")
     p.add_argument("--student", help="student architecture (e.g. resnet20)")
@@ -117,11 +122,15 @@ def resolve_setup(args: argparse.Namespace) -> tuple[dict[str, Any], list[int], 
         overrides["device"] = "cuda"
     if args.teacher_weights:
         overrides["teacher_weights"] = args.teacher_weights
-    base = preset_config(args.preset, "iakd")
-    if args.config:  # the sweep owns the method (iakd), epochs (--max-epochs), seed (--seed), threads
-        base.update(read_config_file(args.config), method="iakd")
+    base = preset_config(args.preset, args.method)
+    if args.config:  # the sweep owns the method (--method), epochs (--max-epochs), seed (--seed), threads
+        base.update(read_config_file(args.config), method=args.method)
     cfg = TrialConfig.from_dict(base, **{k: v for k, v in overrides.items() if v is not None})
-    return cfg.to_dict(), list(architecture_granularities(cfg.teacher, cfg.student)), settings
+    if args.method != "iakd" and not searched_hyperparameters(args.method) and not args.search_optimizer:
+        fail(f"method {args.method!r} declares no hyperparameter to search; add --search-optimizer to tune its "
+             "learning rate and weight decay")
+    granularities = architecture_granularities(cfg.teacher, cfg.student) if args.method == "iakd" else ()
+    return cfg.to_dict(), list(granularities), settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         return resume(SWEEP, Path(args.resume).resolve(), args.address, args.data_root, args.teacher_cache)
     base, granularities, settings = resolve_setup(args)
-    name = args.name or f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    method = "" if args.method == "iakd" else f"{args.method}-"
+    name = args.name or f"{args.preset}-{method}{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(args.output_dir)
     check_output_dir(out)
     run_dir = out.resolve() / name

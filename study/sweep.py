@@ -9,12 +9,13 @@ budget, its ASHA knowing the rung values of every trial finished before.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from analysis.summaries import describe_config
+from analysis.summaries import SWAPS, describe_config
 from iakd_core.config import TrialConfig
 from iakd_core.trial import write_json
 
@@ -23,7 +24,7 @@ from .ledger import TrialRecord, read_all
 from .progress import Progress
 from .records import result_tables, trial_row
 from .runner import Session, Tables, student_file, train_and_report, trial_resources
-from .space import REFERENCE_POINT, SearchSpace, to_trial_config
+from .space import SearchSpace, reference_point, to_trial_config
 
 METRIC = "val_acc"
 COST = "train_seconds_total"
@@ -116,9 +117,14 @@ def reconcile(study: optuna.Study, records: dict[str, TrialRecord], metrics: lis
     return adopt
 
 
-def describe(config: dict[str, Any]) -> str:
+def sweep_method(manifest: dict[str, Any]) -> str:
+    """The method a sweep searches (runs made before ``--method`` existed searched IAKD)."""
+    return manifest["args"].get("method") or "iakd"
+
+
+def describe(config: dict[str, Any], method: str = "iakd") -> str:
     """A sampled point (or a table row) as the report summarises configs."""
-    return describe_config(to_trial_config(config))
+    return describe_config({"method": method, **to_trial_config(config)})
 
 
 class SweepKind:
@@ -137,10 +143,11 @@ class SweepKind:
         records = read_all(run_dir)
         adopt = reconcile(study, records, metrics)
         finished = study.get_trials(deepcopy=False, states=FINISHED)
+        method = sweep_method(manifest)
         search = FidelityAwareOptunaSearch(
-            space=SearchSpace(manifest["granularities"], args["search_optimizer"]),
+            space=SearchSpace(manifest["granularities"], args["search_optimizer"], method),
             metric=metrics if len(metrics) > 1 else METRIC, mode=modes if len(modes) > 1 else modes[0],
-            points_to_evaluate=[dict(REFERENCE_POINT)] if first else None,
+            points_to_evaluate=[reference_point(method)] if first else None,
             sampler=make_sampler(args["sampler"], args["seed"] + len(manifest["sessions"])),
             seed=args["seed"], storage=optuna.storages.RDBStorage(storage_url(run_dir, manifest)),
             study_name=manifest["study_name"], max_epochs=settings["max_epochs"], adopt=adopt)
@@ -154,10 +161,11 @@ class SweepKind:
             scheduler = FIFOScheduler()
         complete = [t for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
         best = max(complete, key=lambda t: t.values[0], default=None)
-        progress = Progress(manifest["budget"], settings["max_epochs"], describe, done=len(finished),
+        show = functools.partial(describe, method=method)
+        progress = Progress(manifest["budget"], settings["max_epochs"], show, done=len(finished),
                             pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
                             failed=sum(t.state == optuna.trial.TrialState.FAIL for t in finished),
-                            best=(best.values[0], describe(best.params)) if best else None)
+                            best=(best.values[0], show(best.params)) if best else None)
         trainable = tune.with_resources(tune.with_parameters(sweep_trial, base=base, run_dir=str(run_dir)),
                                         trial_resources(settings))
         limiter = ConcurrencyLimiter(search, max_concurrent=settings["concurrency"], batch=args["deterministic"])
@@ -195,12 +203,18 @@ class SweepKind:
             for path in kept.parent.glob("*.pt"):
                 if path != kept:
                     path.unlink(missing_ok=True)
-        write_json(run_dir / "best_config.json", {
-            "trial_number": int(best["trial_number"]), "val_acc": float(best["val_acc_last"]),
-            "student": str(kept.relative_to(run_dir)) if kept.exists() else None,
-            "config": tables.configs[best["trial_id"]]})
+        facts = {"trial_number": int(best["trial_number"]), "val_acc": float(best["val_acc_last"]),
+                 "student": str(kept.relative_to(run_dir)) if kept.exists() else None,
+                 "config": tables.configs[best["trial_id"]]}
+        swapping = complete[complete["swap_mean_p"] >= SWAPS]
+        if sweep_method(manifest) == "iakd" and len(swapping):  # what swapping itself does at its best
+            top = swapping.loc[swapping["val_acc_last"].idxmax()]
+            facts["best_swapping"] = {"trial_number": int(top["trial_number"]), "val_acc": float(top["val_acc_last"]),
+                                      "swap_mean_p": float(top["swap_mean_p"]),
+                                      "config": tables.configs[top["trial_id"]]}
+        write_json(run_dir / "best_config.json", facts)
         return [f"best: val_acc {best['val_acc_last']:.2f}% (trial {int(best['trial_number'])}: "
-                f"{describe(best.to_dict())})"]
+                f"{describe(best.to_dict(), sweep_method(manifest))})"]
 
 
 SWEEP = SweepKind()

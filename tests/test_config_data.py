@@ -118,9 +118,16 @@ def test_steps_per_epoch_is_the_number_of_batches_an_epoch_yields(n, batch_size)
     assert all(len(b.labels) >= 2 for b in batches) or batch_size == 1 or n == 1  # no trailing 1-image batch
 
 
-def test_the_method_registry_and_the_literature_weights_name_the_same_methods():
-    from iakd_core.config import METHOD_NAMES
-    from iakd_core.methods import METHODS
-    from iakd_core.presets import METHOD_DEFAULTS
+def test_every_method_literature_value_is_a_valid_config_and_declared_names_are_config_fields():
+    import dataclasses
 
-    assert set(METHODS) == set(METHOD_DEFAULTS) == set(METHOD_NAMES)
+    from iakd_core.config import METHOD_NAMES, TrialConfig
+    from iakd_core.methods import HYPERPARAMETERS, METHODS, method_overrides
+
+    assert tuple(METHODS) == METHOD_NAMES
+    fields = {f.name for f in dataclasses.fields(TrialConfig)}
+    assert set(HYPERPARAMETERS) <= fields
+    for method in METHODS:
+        cfg = TrialConfig.from_dict(method_overrides(method))
+        assert all(getattr(cfg, k) == v for k, v in METHODS[method].literature.items())
+    assert TrialConfig.from_dict(method_overrides("kd")).kd_weight == 0.9

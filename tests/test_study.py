@@ -1,5 +1,5 @@
-"""study/run_study.py: two settings (smoke, smoke-wrn) sweep -> ablation -> one report, interrupted once with
-SIGTERM and re-run to finish, through the real commands on real files."""
+"""study/run_study.py: two settings (smoke, smoke-wrn) IAKD sweep -> KD sweep -> ablation -> one report,
+interrupted once with SIGTERM and re-run to finish, through the real commands on real files."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "study" / "run_study.py"
-ARMS = "student,kd,iakd_best"
+ARMS = "student,kd,kd_tuned,iakd_paper_default,iakd_best"
 
 
 def study_args(tmp_path, teacher_cache, **changes):
@@ -31,7 +32,7 @@ def test_study_runs_every_setting_survives_an_interrupt_and_reports_methods_by_s
     seen, in_ablation = [], False
     for line in proc.stdout:  # stop the study once its first ablation has finished two trials (the sweep is done)
         seen.append(line)
-        in_ablation = in_ablation or line.startswith("[study 2/5] smoke ablation: starting")
+        in_ablation = in_ablation or line.startswith("[study 3/7] smoke ablation: starting")
         if in_ablation and line.startswith("[2/"):
             proc.send_signal(signal.SIGTERM)
             break
@@ -41,6 +42,7 @@ def test_study_runs_every_setting_survives_an_interrupt_and_reports_methods_by_s
     study = tmp_path / "st"
     record = json.loads((study / "study.json").read_text())
     assert record["stages"]["smoke sweep"]["status"] == "complete"
+    assert record["stages"]["smoke kd sweep"]["status"] == "complete"
     assert not (study / "report.md").exists()
     sweep_manifest = (study / "smoke-sweep" / "manifest.json").read_bytes()
 
@@ -51,10 +53,11 @@ def test_study_runs_every_setting_survives_an_interrupt_and_reports_methods_by_s
 
     again = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "[study 1/5] smoke sweep: finished earlier, skipped" in again.stdout
-    assert "[study 2/5] smoke ablation: resuming" in again.stdout
+    assert "[study 1/7] smoke sweep: finished earlier, skipped" in again.stdout
+    assert "[study 3/7] smoke ablation: resuming" in again.stdout
     assert (study / "smoke-sweep" / "manifest.json").read_bytes() == sweep_manifest  # not run again
-    for stage in ("[study 3/5] smoke-wrn sweep: starting", "[study 5/5] report over 2 setting(s)", "study done"):
+    for stage in ("[study 4/7] smoke-wrn sweep: starting", "[study 5/7] smoke-wrn kd sweep: starting",
+                  "[study 7/7] report over 2 setting(s)", "study done"):
         assert stage in again.stdout, stage
     for preset in ("smoke", "smoke-wrn"):
         trials = pd.read_parquet(study / f"{preset}-ablation" / "trials.parquet")
@@ -66,17 +69,28 @@ def test_study_runs_every_setting_survives_an_interrupt_and_reports_methods_by_s
         assert set(diagnosed["epoch"]) == {1, 3} and diagnosed["compat_u0"].between(0, 100).all()
     record = json.loads((study / "study.json").read_text())
     assert all(s["status"] == "complete" for s in record["stages"].values()) and "finished" in record
+    kd_study = optuna.load_study(study_name="iakd-smoke-kd-sweep",
+                                 storage=f"sqlite:///{study / 'smoke-kd-sweep' / 'optuna.db'}")
+    assert len(kd_study.trials) == 3  # the IAKD sweep's budget, searching only KD's declared hyperparameters
+    assert all(set(t.params) == {"ce_weight", "kd_weight", "kd_temperature"} for t in kd_study.trials)
+    kd_tuned = pd.read_parquet(study / "smoke-ablation" / "trials.parquet").query("arm == 'kd_tuned'")
+    best_kd = json.loads((study / "smoke-kd-sweep" / "best_config.json").read_text())["config"]
+    assert (kd_tuned["method"] == "kd").all() and (kd_tuned["kd_weight"] == best_kd["kd_weight"]).all()
     text = (study / "report.md").read_text()
     assert "## Table 1 — methods × settings" in text
     header = next(line for line in text.splitlines() if line.startswith("| method"))
     assert "smoke (resnet26 → resnet14)" in header and "smoke-wrn (wrn_16_2 → wrn_16_1)" in header
+    table1 = text[text.index("## Table 1 — methods × settings"):text.index("### Table 1 — differences")]
+    assert "| kd " in table1 and "| kd_tuned " in table1 and "| iakd_paper_default " in table1
+    assert "KD tuned by its own sweep of the same budget as the IAKD sweep (3 trials)" in text
     assert "### Teacher-unit compatibility" in text and (study / "figures" / "smoke-wrn" / "compatibility.png").exists()
 
 
 def test_study_bad_input_is_one_line_and_writes_nothing(tmp_path):
     for bad, message in ((["--presets", "laptop,nope"], "unknown preset(s) ['nope']"),
                          (["--presets", "smoke,smoke"], "names a setting twice"),
-                         (["--budget", "0"], "must be at least 1")):
+                         (["--budget", "0"], "must be at least 1"),
+                         (["--tune-baselines", "kd,iakd"], "iakd is not a baseline")):
         r = subprocess.run([sys.executable, str(SCRIPT), *bad, "--output-dir", str(tmp_path / "o")],
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
