@@ -29,7 +29,9 @@ import pandas as pd
 import seaborn as sns
 
 from analysis.load import NotARunError, Run, find_runs, load_run
+from analysis.rungs import curves, rung_settings
 from analysis.stats import mean_ci
+from analysis.summaries import rung_epochs
 from analysis.tables import compatibility_long
 
 OTHER_NUMERIC_PARAMS = ["units_per_stage", "ce_weight", "kd_weight", "kd_temperature", "student_ce_weight",
@@ -61,9 +63,13 @@ CAPTIONS = {
     "compatibility": "Teacher-unit compatibility: validation accuracy (first compat_size validation images, "
                      "eval mode) of the hybrid with exactly one teacher unit swapped in, per unit, at the "
                      "diagnostic epochs (ASHA rungs and the last), beside the student alone (dashed) and the "
-                     "teacher alone (dotted). Sweep: its best trial; ablation: the iakd_best and "
-                     "iakd_paper_default arms, mean over seeds, band ±1 sd. A unit line near the teacher's means "
-                     "that teacher unit accepts the student's features; near chance, it does not.",
+                     "teacher alone (dotted). Sweep: its best trial; ablation: the iakd_best, iakd_best_swapping "
+                     "(when there is one) and iakd_paper_default arms, mean over seeds, band ±1 sd. A unit line near "
+                     "the teacher's means that teacher unit accepts the student's features; near chance, it does "
+                     "not.",
+    "learning_curves": "Validation accuracy per epoch of every trial (grey: stopped early; blue: reached full "
+                       "fidelity; orange: the final top 3), with the scheduler's rungs (dashed): where the search "
+                       "compared trials and what it cut.",
     "ablation_bars": "Test accuracy per ablation arm: the mean with its 95 % t-interval (diamond and line) and "
                      "every seed (dots); the axis is not truncated to a bar base.",
 }
@@ -240,9 +246,9 @@ def ablation_bars(run: Run, out: Path) -> list[Path]:
 
 
 def compatibility(run: Run, out: Path) -> list[Path]:
-    """Teacher-unit compatibility over training, one panel per shown run (an ablation: iakd_best and the paper
-    default, mean over seeds with a ±1 sd band; a sweep: its best trial): one line per swapped-in unit, the
-    student alone and the teacher alone for reference."""
+    """Teacher-unit compatibility over training, one panel per shown run (an ablation: iakd_best, the best that
+    swaps and the paper default, mean over seeds with a ±1 sd band; a sweep: its best trial): one line per
+    swapped-in unit, the student alone and the teacher alone for reference."""
     long = compatibility_long(run)
     if not len(long):
         return []
@@ -265,7 +271,32 @@ def compatibility(run: Run, out: Path) -> list[Path]:
     return save(fig, out, "compatibility")
 
 
-SWEEP_FIGURES = (best_so_far, importance, schedules, accuracy_vs_swap, parallel, pareto, compatibility)
+def learning_curves(run: Run, out: Path) -> list[Path]:
+    """Every trial's validation curve, pruned ones included, the final top 3 highlighted, the rungs marked."""
+    wide = curves(run)
+    settings = rung_settings(run)
+    if not len(wide) or settings is None:
+        return []
+    top = settings["max_epochs"]
+    final = wide[top].dropna() if top in wide else pd.Series(dtype=float)
+    best = set(final.nlargest(3).index)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for trial_id, row in wide.iterrows():
+        row = row.dropna()
+        color, width, z = (("C1", 1.8, 3) if trial_id in best else ("C0", 0.9, 2) if trial_id in final.index
+                           else ("0.7", 0.7, 1))
+        ax.plot(row.index, row.values, color=color, lw=width, alpha=0.8, zorder=z)
+    for rung in rung_epochs(settings):
+        ax.axvline(rung, color="0.3", ls="--", lw=1)
+    ax.set(xlabel="epoch", ylabel="val accuracy (%)", title="Learning curves and rungs")
+    handles = [plt.Line2D([], [], color=c) for c in ("0.7", "C0", "C1")] + [plt.Line2D([], [], color="0.3", ls="--")]
+    ax.legend(handles, ["stopped early", "full fidelity", "final top 3", "rung"], fontsize=8,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return save(fig, out, "learning_curves")
+
+
+SWEEP_FIGURES = (best_so_far, learning_curves, importance, schedules, accuracy_vs_swap, parallel, pareto,
+                 compatibility)
 ABLATION_FIGURES = (ablation_bars, compatibility)
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from analysis.load import NotARunError, Run, load_run
 from analysis.plots import CAPTIONS, plot_run
+from analysis.rungs import TOP_K, rung_reliability, rung_settings, rung_warnings
 from analysis.sensitivity import Sensitivity, assess
 from analysis.stats import paired_comparison
 from analysis.summaries import BARELY_SWAPS, SWAPS
@@ -234,9 +235,29 @@ def sweep_section(run: Run, title: str, report_dir: Path, figures: Path, h: str 
            search_line(run.manifest.get("args", {})), "",
            f"Best full-fidelity config (by val accuracy): {info['best'] or 'none'}.", "",
            "Top trials (COMPLETE, val accuracy %):", "", md_table(top), ""]
+    out += rung_section(run, h + "#")
     out += compatibility_section(run, h + "#")
     out += figure_links(figures, report_dir)
     return out
+
+
+def rung_section(run: Run, h: str = "###") -> list[str]:
+    """How well the sweep's rungs rank its trials (analysis/rungs.py), with a warning where a rung would cut a
+    final top trial."""
+    table = rung_reliability(run)
+    if not len(table):
+        return []
+    settings = rung_settings(run) or {}
+    scheduler = run.manifest.get("args", {}).get("scheduler", "asha")
+    out = [f"{h} Rung reliability", "",
+           f"The {scheduler} sweep's rungs (epochs {', '.join(map(str, table['rung epoch']))} of "
+           f"{settings.get('max_epochs')}, keeping the top 1/{settings.get('reduction_factor')}): over the trials "
+           f"that reached full fidelity, Spearman's ρ of the value at each rung with the final value, and the share "
+           f"of the final top {TOP_K} whose value at the rung clears the cut-off the finished sweep would apply "
+           "(pruned trials count). See the learning-curve figure.", "",
+           md_table(table.round(3).fillna("")), ""]
+    out += [f"- **Warning**: {w}." for w in rung_warnings(run, table)]
+    return out + [""]
 
 
 def compatibility_section(run: Run, h: str = "##") -> list[str]:
@@ -246,7 +267,8 @@ def compatibility_section(run: Run, h: str = "##") -> list[str]:
         return []
     size = run.manifest.get("base_config", {}).get("compat_size", "?")
     units = [c for c in table.columns if c.startswith("unit")]
-    shown = ("the iakd_best and iakd_paper_default arms (mean over seeds)" if run.kind == "ablation" else
+    shown = ("the iakd_best, iakd_best_swapping (if any) and iakd_paper_default arms (mean over seeds)"
+             if run.kind == "ablation" else
              "the sweep's best trial")
 
     def span(row: pd.Series) -> str:

@@ -50,3 +50,15 @@ def describe_config(c: Mapping[str, Any]) -> str:
     if c.get("student_bn") == "hybrid":
         parts.append("student-bn=hybrid")
     return " ".join(parts)
+
+
+def rung_epochs(settings: Mapping[str, Any]) -> tuple[int, ...]:
+    """The epochs at which ASHA compares trials (grace * rf^k below max_epochs; the milestones Ray's
+    ``AsyncHyperBandScheduler`` builds, tested against it): where a sweep runs the compatibility diagnostic and
+    where the report measures how well a rung ranks trials."""
+    grace, rf, top = settings["grace_epochs"], settings["reduction_factor"], settings["max_epochs"]
+    rungs, epoch = [], grace
+    while epoch < top:
+        rungs.append(epoch)
+        epoch *= rf
+    return tuple(rungs)

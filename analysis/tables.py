@@ -58,8 +58,8 @@ def stronger_kd(run: Run) -> str | None:
     set never picks anything); None without a KD arm."""
     t = _ok(run.trials)
     present = [a for a in ("kd", "kd_tuned") if (t["arm"] == a).any()] if "arm" in t else []
-    if not present:
-        return None
+    if not present or "val_acc_last" not in t:
+        return present[0] if present else None
     return max(present, key=lambda a: t.loc[t["arm"] == a, "val_acc_last"].mean())
 
 
@@ -83,13 +83,14 @@ def table1(run: Run) -> pd.DataFrame:
     teacher = run.manifest.get("teacher") or {}
     if teacher.get("test_acc") is not None:  # one trained teacher: its test accuracy, no spread, no test
         row = {"setting": setting, "method": f"teacher ({teacher.get('arch', cfg['teacher'])})",
-               "test acc (%)": f"{teacher['test_acc']:.2f} (n=1)"}
+               "what": "the frozen teacher", "test acc (%)": f"{teacher['test_acc']:.2f} (n=1)"}
         for ref in REFERENCES:
             if ref in wide:
                 row.update({f"Δ vs {ref} [95% CI]": "—", f"p vs {ref}": "—", f"p_holm vs {ref}": "—"})
         rows.append(row)
     for arm in method_arms(run):
-        row = {"setting": setting, "method": arm, "test acc (%)": fmt_mean_std(wide[arm].dropna())}
+        row = {"setting": setting, "method": arm, "what": arm_label(run, arm),
+               "test acc (%)": fmt_mean_std(wide[arm].dropna())}
         for ref in REFERENCES:
             if ref not in wide:
                 continue
@@ -232,7 +233,7 @@ def compatibility_table(run: Run) -> pd.DataFrame:
 def methods_by_setting(runs: dict[str, Run]) -> pd.DataFrame:
     """Table 1 across settings: one row per method (the teacher first), one column per setting (label: its pair),
     mean ± std (n); the best student-side method of each column in bold (the teacher is the reference, n = 1)."""
-    columns, order = {}, ["teacher"]
+    columns, order, what = {}, ["teacher"], {"teacher": "the frozen teacher"}
     for label, run in runs.items():
         wide = seed_table(run)
         cfg = run.manifest.get("base_config", {})
@@ -246,11 +247,13 @@ def methods_by_setting(runs: dict[str, Run]) -> pd.DataFrame:
             text = fmt_mean_std(wide[arm].dropna())
             column[arm] = f"**{text}**" if arm == best else text
             order.append(arm)
+            what.setdefault(arm, arm_label(run, arm))
         if "iakd_best" in column and "iakd_best_plus_kd" not in column and best_uses_kd(run):
             column["iakd_best_plus_kd"] = "= iakd_best (it uses KD)"
         columns[f"{label} ({cfg.get('teacher')} → {cfg.get('student')})"] = column
     rows = [m for m in dict.fromkeys(order + ["iakd_best_plus_kd"]) if any(m in col for col in columns.values())]
-    return pd.DataFrame([{"method": m, **{c: col.get(m, "—") for c, col in columns.items()}} for m in rows])
+    return pd.DataFrame([{"method": m, "what": what.get(m, m), **{c: col.get(m, "—") for c, col in columns.items()}}
+                         for m in rows])
 
 
 def best_uses_kd(run: Run) -> bool:

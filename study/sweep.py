@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 
-from analysis.summaries import SWAPS, describe_config
+from analysis.summaries import SWAPS, describe_config, rung_epochs  # noqa: F401 (rung_epochs: re-exported)
 from iakd_core.config import TrialConfig
 from iakd_core.trial import write_json
 
@@ -34,17 +34,6 @@ STATUS = {"COMPLETE": "COMPLETE", "PRUNED": "PRUNED", "FAIL": "ERROR", "RUNNING"
 
 def record_key(number: int) -> str:
     return f"t{number:04d}"
-
-
-def rung_epochs(settings: dict[str, Any]) -> tuple[int, ...]:
-    """The epochs at which ASHA compares trials (grace * rf^k below max_epochs; the milestones Ray's
-    ``AsyncHyperBandScheduler`` builds, tested against it): where a sweep runs the compatibility diagnostic."""
-    grace, rf, top = settings["grace_epochs"], settings["reduction_factor"], settings["max_epochs"]
-    rungs, epoch = [], grace
-    while epoch < top:
-        rungs.append(epoch)
-        epoch *= rf
-    return tuple(rungs)
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
