@@ -132,7 +132,7 @@ def comparisons_vs_best(run: Run, factor: str) -> pd.DataFrame:
     rows = [{"arm": reference, "change": describe_best(first), "test acc (%)": fmt_mean_std(wide[reference]),
              column: "—", "p": "—", "p_holm": "—"}]
     for c in paired_table(wide, [(arm, reference) for arm in arms]).to_dict("records"):
-        rows.append({"arm": c["arm"], "change": describe_change(run, c["arm"]),
+        rows.append({"arm": c["arm"], "change": describe_change(run, c["arm"], reference),
                      "test acc (%)": fmt_mean_std(wide[c["arm"]]), column: fmt_delta(c),
                      "p": _fmt_p(c["p_ttest"]), "p_holm": _fmt_p(c["p_holm"])})
     return pd.DataFrame(rows)
@@ -144,9 +144,13 @@ def describe_best(row: pd.Series) -> str:
     return f"{describe_config(row)} (mean p={row['swap_mean_p']:.3f})"
 
 
-def describe_change(run: Run, arm: str) -> str:
-    overrides = run.manifest.get("arms", {}).get(arm, {})
-    return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "—"
+def describe_change(run: Run, arm: str, versus: str = "iakd_best") -> str:
+    """The arm's config keys that differ from the arm it is compared with (``versus``: its overrides on the
+    ablation's base config, the best)."""
+    arms = run.manifest.get("arms", {})
+    reference = {**run.manifest.get("base_config", {}), **arms.get(versus, {})}
+    changed = {k: v for k, v in arms.get(arm, {}).items() if reference.get(k) != v}
+    return ", ".join(f"{k}={v}" for k, v in changed.items()) or "—"
 
 
 def sweep_summary(run: Run, top: int = 5) -> tuple[dict, pd.DataFrame]:

@@ -12,12 +12,11 @@ driver does) and prints how many trial-epochs of the preset repay it.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import torch
-from bench_precision import train_rate  # bench/ is on sys.path when run as a script
+from bench_precision import step_parser, train_rate  # bench/ is on sys.path when run as a script
 from bench_step import random_splits
 
 from iakd_core.config import TrialConfig
@@ -31,11 +30,7 @@ CPU = torch.device("cpu")
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="laptop")
-    p.add_argument("--images", type=int, default=2048)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
+    p = step_parser(__doc__)
     args = p.parse_args()
     preset = preset_config(args.preset)
     plain = dict(epochs=1, lr_schedule="constant", device="cpu")

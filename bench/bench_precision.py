@@ -88,12 +88,18 @@ def step_flops(cfg: TrialConfig, data) -> float:
     return float(counter.get_total_flops())
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def step_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options every step-rate script here shares: preset, images per epoch, repeats, threads."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="laptop")
     p.add_argument("--images", type=int, default=2048)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    return p
+
+
+def main() -> int:
+    p = step_parser(__doc__)
     p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {', '.join(MODES)} (bf16 "
                    "is emulated, and ~10x slower, on CPUs without AVX512-BF16/AMX)")
     args = p.parse_args()

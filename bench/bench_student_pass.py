@@ -8,15 +8,18 @@ hybrid's prefix (stem and the units before the first swapped one run once; with 
 logits are reused: ``HybridNetwork.forward_with_student``); the reference here runs ``student(x)`` again, as the
 core did before. Both train one epoch through ``iakd_core.train.fit`` in the preset's default precision and layout,
 at several swap probabilities; the ratio is measured in one run.
+
+A second table prices clean student BatchNorm statistics (``student_bn=clean``, the default) without the
+student-only CE term: a batch with a swapped unit then also runs a no-grad forward of the student's units after the
+first swapped one, only to update their running statistics; ``hybrid`` mode skips it (and leaves the student with
+the hybrid's statistics).
 """
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 import torch.nn.functional as F
-from bench_precision import train_rate  # bench/ is on sys.path when run as a script
+from bench_precision import step_parser, train_rate  # bench/ is on sys.path when run as a script
 from bench_step import random_splits
 
 from iakd_core import methods
@@ -37,11 +40,7 @@ class SeparatePass(methods.IAKD):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="laptop")
-    p.add_argument("--images", type=int, default=2048)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
+    p = step_parser(__doc__)
     p.add_argument("--student-ce", type=float, default=0.5)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -66,6 +65,13 @@ def main() -> int:
                 methods.METHODS["iakd"] = core
         print(f"{prob:5.2f} | {rates['separate']:13.0f} | {rates['shared']:13.0f} | "
               f"{rates['shared'] / rates['separate']:.2f}x", flush=True)
+    print(f"\nno student-only CE: student_bn hybrid vs clean (the extra no-grad pass); img/s\n"
+          f"{'p':>5} | {'hybrid':>8} | {'clean':>8} | clean / hybrid")
+    for prob in (0.0, 0.25, 0.5, 0.75, 1.0):
+        rates = {mode: train_rate(base.replace(swap_p0=prob, student_ce_weight=0.0, student_bn=mode), data, teacher,
+                                  args.repeats) for mode in ("hybrid", "clean")}
+        print(f"{prob:5.2f} | {rates['hybrid']:8.0f} | {rates['clean']:8.0f} | {rates['clean'] / rates['hybrid']:.2f}",
+              flush=True)
     return 0
 
 

@@ -5,13 +5,9 @@ import copy
 
 import pytest
 import torch
+from test_training import build as build_unplaced
+from test_training import smoke_config
 
-from iakd_core.config import TrialConfig
-from iakd_core.data import load_splits
-from iakd_core.methods import build_method
-from iakd_core.models import build_model
-from iakd_core.presets import preset_config
-from iakd_core.teacher import get_teacher
 from iakd_core.train import fit, place, recalibrate_bn
 
 CPU = torch.device("cpu")
@@ -19,17 +15,13 @@ CPU = torch.device("cpu")
 
 @pytest.fixture
 def cfg(teacher_cache):
-    return TrialConfig.from_dict(preset_config("smoke", "iakd"), teacher_cache=teacher_cache, train_size=256,
-                                 val_size=128, epochs=2, teacher_epochs=1)
+    return smoke_config(teacher_cache)
 
 
 def build(cfg):
-    data = load_splits(cfg)
-    teacher, _, _ = get_teacher(cfg, data)
-    teacher = place(teacher, CPU, cfg.channels_last)
-    torch.manual_seed(cfg.seed)
-    student = build_model(cfg.student, data.num_classes, data.in_channels)
-    return data, teacher, place(build_method(cfg, student, teacher), CPU, cfg.channels_last)
+    """As the training invariants build it, with the method placed as run_trial places it."""
+    data, teacher, method = build_unplaced(cfg)
+    return data, teacher, place(method, CPU, cfg.channels_last)
 
 
 def norms(module):

@@ -15,10 +15,14 @@ from iakd_core.train import fit, place
 from iakd_core.trial import run_trial
 
 
-@pytest.fixture
-def cfg(teacher_cache):
+def smoke_config(teacher_cache: str) -> TrialConfig:
     return TrialConfig.from_dict(preset_config("smoke", "iakd"), teacher_cache=teacher_cache, train_size=256,
                                  val_size=128, epochs=2, teacher_epochs=1)
+
+
+@pytest.fixture
+def cfg(teacher_cache):
+    return smoke_config(teacher_cache)
 
 
 def build(cfg):
