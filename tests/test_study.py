@@ -15,7 +15,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "study" / "run_study.py"
-ARMS = "student,kd,kd_tuned,iakd_paper_default,iakd_best"
+ARMS = "student,kd,kd_tuned,iakd_best"
 
 
 def study_args(tmp_path, teacher_cache, **changes):
@@ -81,7 +81,7 @@ def test_study_runs_every_setting_survives_an_interrupt_and_reports_methods_by_s
     header = next(line for line in text.splitlines() if line.startswith("| method"))
     assert "smoke (resnet26 → resnet14)" in header and "smoke-wrn (wrn_16_2 → wrn_16_1)" in header
     table1 = text[text.index("## Table 1 — methods × settings"):text.index("### Table 1 — differences")]
-    assert "| kd " in table1 and "| kd_tuned " in table1 and "| iakd_paper_default " in table1
+    assert "| kd " in table1 and "| kd_tuned " in table1 and "| iakd_best " in table1
     assert "KD tuned by its own sweep of the same budget as the IAKD sweep (3 trials)" in text
     assert "### Teacher-unit compatibility" in text and (study / "figures" / "smoke-wrn" / "compatibility.png").exists()
 
