@@ -99,7 +99,8 @@ def table1(run: Run) -> pd.DataFrame:
             row[f"p vs {ref}"] = "—" if c is None else _fmt_p(c["p_ttest"])
             row[f"p_holm vs {ref}"] = "—" if c is None else _fmt_p(c["p_holm"])
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table if "label" in run.trials else table.drop(columns="what", errors="ignore")
 
 
 # Factors recorded under another name by runs made before the student_bn mode existed.
@@ -256,8 +257,10 @@ def methods_by_setting(runs: dict[str, Run]) -> pd.DataFrame:
             column["iakd_best_plus_kd"] = "= iakd_best (it uses KD)"
         columns[f"{label} ({cfg.get('teacher')} → {cfg.get('student')})"] = column
     rows = [m for m in dict.fromkeys(order + ["iakd_best_plus_kd"]) if any(m in col for col in columns.values())]
-    return pd.DataFrame([{"method": m, "what": what.get(m, m), **{c: col.get(m, "—") for c, col in columns.items()}}
-                         for m in rows])
+    table = pd.DataFrame([{"method": m, "what": what.get(m, m), **{c: col.get(m, "—") for c, col in columns.items()}}
+                          for m in rows])
+    labelled = any("label" in run.trials for run in runs.values())
+    return table if labelled else table.drop(columns="what")
 
 
 def best_uses_kd(run: Run) -> bool:
