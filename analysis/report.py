@@ -96,7 +96,9 @@ def conclusion(run: Run, comparisons: pd.DataFrame, sensitivity: Sensitivity) ->
     lines += verdicts
     best_p = arm_value(run, "iakd_best", "swap_mean_p")
     if best_p is not None and best_p < BARELY_SWAPS:
-        lines.append(f"- **The search found KD without swapping best**: the best configuration's mean swap "
+        found = "KD without swapping" if (arm_value(run, "iakd_best", "kd_weight") or 0) > 0 else \
+            "a configuration that barely swaps"
+        lines.append(f"- **The search found {found} best**: the best configuration's mean swap "
                      f"probability is {best_p:.2g} (< {BARELY_SWAPS:g}), so its numbers say little about swapping "
                      "itself.")
         swap_p = arm_value(run, "iakd_best_swapping", "swap_mean_p")
@@ -104,7 +106,7 @@ def conclusion(run: Run, comparisons: pd.DataFrame, sensitivity: Sensitivity) ->
             lines.append(f"- The best configuration that does swap (mean p = {swap_p:.2f} ≥ {SWAPS:g}), "
                          "iakd_best_swapping:")
             for ref in ("student", kd):
-                line = versus_line(rows, "iakd_best_swapping", ref, "  - it", kd_names.get(ref, "the student"))
+                line = versus_line(rows, "iakd_best_swapping", ref, "it", kd_names.get(ref, "the student alone"))
                 if line:
                     lines.append("  " + line)
         elif "sweep_budget" in run.manifest:  # (ablations made before the arm existed record no sweep budget)
@@ -147,9 +149,12 @@ def fairness_lines(run: Run) -> list[str]:
     paper = ("a reconstruction (the paper's method details are not available), bracketed by "
              f"{', '.join(bracket)}" if bracket else "a reconstruction, **not bracketed** in this run")
     budget = run.manifest.get("sweep_budget")
-    if "kd_tuned" in arms:
-        tuned = (f"KD tuned by its own sweep of the same budget as the IAKD sweep ({budget} trials)" if budget else
-                 "KD tuned by its own sweep")
+    kd_budget = (run.manifest.get("tuned_budgets") or {}).get("kd")
+    if "kd_tuned" in arms and kd_budget is not None and kd_budget == budget:
+        tuned = f"KD tuned by its own sweep of the same budget as the IAKD sweep ({budget} trials)"
+    elif "kd_tuned" in arms:
+        tuned = (f"KD tuned by its own sweep of **{kd_budget} trials against the IAKD sweep's {budget}**: not an "
+                 "equal budget" if kd_budget is not None else "KD tuned by its own sweep (budget not recorded)")
     else:
         tuned = ("**KD at literature values only**: the IAKD search also tuned a KD term, so comparisons with KD "
                  "favour IAKD (run the study with a KD sweep: kd_tuned)")

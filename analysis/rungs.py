@@ -71,12 +71,15 @@ def rung_warnings(run: Run, table: pd.DataFrame | None = None) -> list[str]:
     """One warning per rung that would cut a final top trial, with what to pass instead."""
     table = rung_reliability(run) if table is None else table
     settings = rung_settings(run) or {}
+    fifo = (run.manifest.get("args") or {}).get("scheduler") == "fifo"
     out = []
     for row in table.to_dict("records"):
         if row["would cut"]:
             later = [r for r in rung_epochs(settings) if r > row["rung epoch"]]
-            instead = (f"--grace-epochs {later[0]}" if later else "a later first rung") + " or --scheduler fifo"
+            first = f"--grace-epochs {later[0]}" if later else "a later first rung"
+            what = (f"keep --scheduler fifo (ASHA with this rung would have misled), or try {first}" if fifo else
+                    f"for a search whose result matters pass {first} or --scheduler fifo")
             out.append(f"the rung at epoch {row['rung epoch']} would cut final top-{TOP_K} trial(s) "
                        f"{row['would cut']} (Spearman ρ {row['spearman']:.2f} with the final value over "
-                       f"{row['n']} trials): for a search whose result matters pass {instead}")
+                       f"{row['n']} trials): {what}")
     return out

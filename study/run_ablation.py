@@ -60,8 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def tuned_best(path: Path, sweep: dict, read_manifest) -> tuple[str, dict]:
-    """(method, best config) of a finished baseline sweep on the IAKD sweep's setting; else one line, exit 2."""
+# What a tuned baseline's sweep must share with the IAKD sweep: the data, the pair, the fidelity and the
+# optimisation recipe it was not asked to search.
+SAME_SETTING = ("dataset", "train_size", "val_size", "split_seed", "image_size", "teacher", "student", "epochs",
+                "teacher_epochs", "teacher_train_size", "batch_size", "lr_schedule", "lr_milestones", "lr_gamma",
+                "momentum", "nesterov")
+
+
+def tuned_best(path: Path, sweep: dict, read_manifest) -> tuple[str, dict, int]:
+    """(method, best config, budget) of a finished baseline sweep on the IAKD sweep's setting; else one line,
+    exit 2."""
     manifest = read_manifest(path, "sweep")
     method = manifest["args"].get("method") or "iakd"
     if method == "iakd":
@@ -69,8 +77,9 @@ def tuned_best(path: Path, sweep: dict, read_manifest) -> tuple[str, dict]:
     if manifest.get("status") != "complete":
         fail(f"--tuned {path} has not finished its budget: resume it with run_sweep.py --resume {path}")
     ours, theirs = sweep["base_config"], manifest["base_config"]
-    differs = [k for k in ("dataset", "train_size", "val_size", "split_seed", "image_size", "teacher", "student",
-                           "epochs", "teacher_epochs", "teacher_train_size") if ours.get(k) != theirs.get(k)]
+    differs = [k for k in SAME_SETTING if ours.get(k) != theirs.get(k)]
+    if manifest["args"].get("search_optimizer") != sweep["args"].get("search_optimizer"):
+        differs.append("--search-optimizer")
     if differs:
         what = ", ".join(f"{k} {theirs.get(k)!r} vs {ours.get(k)!r}" for k in differs)
         fail(f"--tuned {path} was run on another setting ({what}); tune the baseline on the IAKD sweep's preset")
@@ -78,13 +87,13 @@ def tuned_best(path: Path, sweep: dict, read_manifest) -> tuple[str, dict]:
         best = json.loads((path / "best_config.json").read_text())
     except (OSError, ValueError):
         fail(f"--tuned {path} has no COMPLETE trial, so no best configuration")
-    return method, best["config"]
+    return method, best["config"], int(manifest["budget"])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from study.ablation import ABLATION, ablation_arms
-    from study.runner import launch, read_manifest, resume
+    from study.runner import launch, read_manifest, resume, with_added_keys
 
     if args.resume:
         return resume(ABLATION, Path(args.resume).resolve(), args.address, args.data_root, args.teacher_cache)
@@ -95,15 +104,22 @@ def main(argv: list[str] | None = None) -> int:
     if sweep.get("status") != "complete" and not args.allow_incomplete:
         fail(f"{sweep_dir} has not finished its budget (status {sweep.get('status')!r}): resume it with "
              f"run_sweep.py --resume {args.sweep}, or pass --allow-incomplete")
+    if (sweep["args"].get("method") or "iakd") != "iakd":
+        fail(f"{sweep_dir} is a sweep of {sweep['args']['method']!r}; ablate an IAKD sweep and pass this one as "
+             f"--tuned {args.sweep}")
     try:
         best = json.loads((sweep_dir / "best_config.json").read_text())
     except (OSError, ValueError):
         fail(f"{sweep_dir} has no COMPLETE (full-fidelity) trial, so there is no best configuration to ablate")
-    tuned = {}
+    best["config"] = with_added_keys(best["config"])
+    tuned, tuned_budgets = {}, {}
     for path in args.tuned:
-        method, config = tuned_best(Path(path).resolve(), sweep, read_manifest)
-        tuned[method] = config
+        method, config, budget = tuned_best(Path(path).resolve(), sweep, read_manifest)
+        if method in tuned:
+            fail(f"--tuned names two sweeps of {method!r}; give one per method")
+        tuned[method], tuned_budgets[method] = config, budget
     swapping = (best.get("best_swapping") or {}).get("config")
+    swapping = with_added_keys(swapping) if swapping else None
     arms = ablation_arms(best["config"], sweep["granularities"], tuned, swapping)
     if args.arms:
         wanted = [a.strip() for a in args.arms.split(",") if a.strip()]
@@ -129,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 "source_sweep": os.path.relpath(sweep_dir, run_dir), "source_sweep_status": sweep.get("status"),
                 "tuned_sweeps": {m: os.path.relpath(Path(p).resolve(), run_dir) for m, p in
                                  zip(tuned, args.tuned, strict=True)},
-                "sweep_budget": sweep.get("budget"),
+                "sweep_budget": sweep.get("budget"), "tuned_budgets": tuned_budgets,
                 "name": run_dir.name, "mlflow": args.mlflow}
     return launch(ABLATION, run_dir, manifest, args.address)
 

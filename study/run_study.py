@@ -37,12 +37,14 @@ from typing import Any
 
 from iakd_core.cli import check_output_dir
 from iakd_core.config import METHOD_NAMES
+from iakd_core.methods import searched_hyperparameters
 from iakd_core.presets import PRESETS, STUDY_PRESETS
 from iakd_core.trial import write_json
 from study.cli import OneLineParser, fail, positive_int
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN_KEYS = ("presets", "budget", "seeds", "arms", "tune_baselines")  # what a re-run must repeat to continue
+PLAN_BEFORE = {"tune_baselines": []}  # what studies recorded before a plan key existed did (--tune-baselines none)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +115,8 @@ def read_plan(study_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
         record = json.loads(path.read_text())
     except ValueError:
         fail(f"{path} is corrupt; remove the study folder {study_dir} or choose another --name")
-    changed = [f"{k} {record.get(k)!r} (asked: {plan[k]!r})" for k in PLAN_KEYS if record.get(k) != plan[k]]
+    changed = [f"{k} {record.get(k, PLAN_BEFORE.get(k))!r} (asked: {plan[k]!r})" for k in PLAN_KEYS
+               if record.get(k, PLAN_BEFORE.get(k)) != plan[k]]
     if changed:
         fail(f"{study_dir} holds a study with other settings: {'; '.join(changed)}; re-run with those, or choose "
              "another --name")
@@ -192,10 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"unknown preset(s) {unknown or args.presets!r}; choose from: {', '.join(PRESETS)}")
     if len(set(presets)) != len(presets):
         fail(f"--presets names a setting twice: {args.presets}")
-    wrong = [m for m in baselines(args.tune_baselines) if m not in METHOD_NAMES or m == "iakd"]
+    tunable = [m for m in METHOD_NAMES if m != "iakd" and searched_hyperparameters(m)]
+    wrong = [m for m in baselines(args.tune_baselines) if m not in tunable]
     if wrong:
-        fail(f"--tune-baselines: {', '.join(wrong)} is not a baseline; choose from "
-             f"{', '.join(m for m in METHOD_NAMES if m != 'iakd')} (or none)")
+        fail(f"--tune-baselines: {', '.join(wrong)} is not a baseline with hyperparameters to tune; choose from "
+             f"{', '.join(tunable)} (or none)")
     out = Path(args.output_dir)
     check_output_dir(out)
     study_dir = out.resolve() / (args.name or "+".join(presets))

@@ -263,7 +263,17 @@ def resume(kind: RunKind, run_dir: Path, address: str | None, data_root: str | N
     return run_session(kind, run_dir, manifest, data_root, teacher_cache)
 
 
+# Config keys added after runs were made, with the value those runs had (a resumed or ablated old run keeps it).
+ADDED_KEYS = {"student_bn": "hybrid"}
+
+
+def with_added_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """A config recorded before ``ADDED_KEYS`` existed, completed with the values it ran with."""
+    return {**ADDED_KEYS, **config}
+
+
 def read_manifest(run_dir: Path, kind: str) -> dict[str, Any]:
+    """The run's manifest; a base config recorded before a key was added gets the value it ran with."""
     try:
         manifest = json.loads((run_dir / "manifest.json").read_text())
     except (OSError, ValueError):
@@ -273,6 +283,7 @@ def read_manifest(run_dir: Path, kind: str) -> dict[str, Any]:
         other = manifest.get("kind", "unknown")
         raise RunError(f"{run_dir} is not a {kind} run folder (its manifest says kind {other!r}); resume it with "
                        f"run_{other}.py --resume")
+    manifest["base_config"] = with_added_keys(manifest.get("base_config", {}))
     return manifest
 
 

@@ -114,6 +114,7 @@ def make_fair_ablation(folder: Path, sweep: Path, best_p: float = 0.002, seeds=(
         "kind": "ablation", "source_sweep": str(sweep), "seeds": list(seeds), "arms": {a: {} for a in ARMS},
         "base_config": SETTING, "teacher": {"arch": "resnet26", "test_acc": 90.0},
         "dataset": {"name": "fashion-mnist", "classes": 10}, "command": "run_ablation.py x", "sweep_budget": 64,
+        "tuned_budgets": {"kd": 64},
         "preset": folder.name}))
     return folder
 
@@ -199,6 +200,17 @@ print("ok")
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_literature_overrides_switch_other_terms_off(method):
     overrides = method_overrides(method)
-    if method != "iakd":
+    if method == "iakd":  # the paper reconstruction
+        assert overrides["swap_p0"] == 0.5 and overrides["student_bn"] == "clean" and overrides["kd_weight"] == 0.0
+    else:
         assert overrides["bn_recalibration_batches"] == 0 and overrides["feature_term"] == "none"
         assert overrides["student_ce_weight"] == 0.0
+
+
+def test_runs_made_before_student_bn_are_resumed_and_ablated_with_the_statistics_they_had(tmp_path):
+    from study.runner import read_manifest, with_added_keys
+
+    for recorded, expected in (({"method": "iakd"}, "hybrid"), ({"method": "iakd", "student_bn": "clean"}, "clean")):
+        (tmp_path / "manifest.json").write_text(json.dumps({"kind": "sweep", "base_config": recorded}))
+        assert read_manifest(tmp_path, "sweep")["base_config"]["student_bn"] == expected
+    assert with_added_keys({"swap_p0": 0.3}) == {"student_bn": "hybrid", "swap_p0": 0.3}

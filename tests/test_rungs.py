@@ -61,7 +61,12 @@ def test_an_inverted_rung_cuts_the_final_top_and_the_report_warns_with_what_to_p
     assert first["spearman"] == pytest.approx(-1.0) and first["top-3 recall"] == 0.0
     assert first["would cut"] == "11, 10, 9"
     warnings = rung_warnings(run, table)
-    assert warnings and "--grace-epochs 3 or --scheduler fifo" in warnings[0]
+    assert warnings and "keep --scheduler fifo (ASHA with this rung would have misled), or try --grace-epochs 3" \
+        in warnings[0]  # a FIFO sweep: what an ASHA rung there would have done
+    manifest = json.loads((tmp_path / "i" / "manifest.json").read_text())
+    manifest["args"]["scheduler"] = "asha"
+    (tmp_path / "i" / "manifest.json").write_text(json.dumps(manifest))
+    assert "pass --grace-epochs 3 or --scheduler fifo" in rung_warnings(load_run(tmp_path / "i"))[0]
     text = build_report(run)
     assert "### Rung reliability" in text or "## Rung reliability" in text
     assert "would cut final top-3 trial(s) 11, 10, 9" in text

@@ -90,7 +90,8 @@ def test_study_bad_input_is_one_line_and_writes_nothing(tmp_path):
     for bad, message in ((["--presets", "laptop,nope"], "unknown preset(s) ['nope']"),
                          (["--presets", "smoke,smoke"], "names a setting twice"),
                          (["--budget", "0"], "must be at least 1"),
-                         (["--tune-baselines", "kd,iakd"], "iakd is not a baseline")):
+                         (["--tune-baselines", "kd,iakd"], "iakd is not a baseline"),
+                         (["--tune-baselines", "student"], "student is not a baseline with hyperparameters")):
         r = subprocess.run([sys.executable, str(SCRIPT), *bad, "--output-dir", str(tmp_path / "o")],
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
