@@ -77,12 +77,12 @@ def tuned_best(path: Path, sweep: dict, read_manifest) -> tuple[str, dict, int]:
     if manifest.get("status") != "complete":
         fail(f"--tuned {path} has not finished its budget: resume it with run_sweep.py --resume {path}")
     ours, theirs = sweep["base_config"], manifest["base_config"]
-    differs = [k for k in SAME_SETTING if ours.get(k) != theirs.get(k)]
-    if manifest["args"].get("search_optimizer") != sweep["args"].get("search_optimizer"):
-        differs.append("--search-optimizer")
+    differs = [f"{k} {theirs.get(k)!r} vs {ours.get(k)!r}" for k in SAME_SETTING if ours.get(k) != theirs.get(k)]
+    if bool(manifest["args"].get("search_optimizer")) != bool(sweep["args"].get("search_optimizer")):
+        differs.append("--search-optimizer in one sweep only")
     if differs:
-        what = ", ".join(f"{k} {theirs.get(k)!r} vs {ours.get(k)!r}" for k in differs)
-        fail(f"--tuned {path} was run on another setting ({what}); tune the baseline on the IAKD sweep's preset")
+        fail(f"--tuned {path} was run on another setting ({', '.join(differs)}); tune the baseline on the IAKD "
+             "sweep's preset with the same search options")
     try:
         best = json.loads((path / "best_config.json").read_text())
     except (OSError, ValueError):
