@@ -95,10 +95,6 @@ def arm_facts(arm: str) -> tuple[str, str | None, str]:
     raise KeyError(f"unknown ablation arm {arm!r}")
 
 
-def factor_of(arm: str) -> str:
-    return arm_facts(arm)[0]
-
-
 def ablation_arms(best: dict[str, Any], granularities: list[int], tuned: dict[str, dict[str, Any]] | None = None,
                   swapping: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Arm name -> config overrides applied on top of the best config. ``tuned``: method -> the best config of

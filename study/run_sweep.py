@@ -115,7 +115,7 @@ def resolve_setup(args: argparse.Namespace) -> tuple[dict[str, Any], list[int], 
                      val_size=args.val_size, epochs=settings["max_epochs"], seed=args.seed,
                      threads=settings["cpus_per_trial"], data_root=args.data_root or "data",
                      teacher_cache=args.teacher_cache or "results/teachers")
-    from study.sweep import rung_epochs  # (optuna: imported once the cheap checks have passed)
+    from analysis.summaries import rung_epochs
 
     overrides["compat_epochs"] = rung_epochs(settings)  # the diagnostic runs where ASHA compares, and at the end
     if settings["gpus_per_trial"] > 0:

@@ -79,9 +79,6 @@ def reference_point(method: str = "iakd") -> dict[str, Any]:
     return point
 
 
-REFERENCE_POINT = reference_point("iakd")
-
-
 def to_trial_config(params: dict[str, Any]) -> dict[str, Any]:
     """Sampled parameters -> TrialConfig keys (a switched-off term gets weight 0)."""
     config = {k: v for k, v in params.items() if k not in SWITCHES}

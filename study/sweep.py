@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 
-from analysis.summaries import SWAPS, describe_config, rung_epochs  # noqa: F401 (rung_epochs: re-exported)
+from analysis.summaries import SWAPS, describe_config
 from iakd_core.config import TrialConfig
 from iakd_core.trial import write_json
 

@@ -89,7 +89,7 @@ def test_preload_asha_fills_every_rung_an_earlier_trial_reached():
 
 @pytest.mark.parametrize("top,grace,rf", [(15, 2, 3), (3, 1, 3), (240, 30, 2), (9, 1, 3), (10, 10, 3)])
 def test_rung_epochs_are_the_milestones_ray_asha_builds(top, grace, rf):
-    from study.sweep import rung_epochs
+    from analysis.summaries import rung_epochs
 
     scheduler = ASHAScheduler(metric="val_acc", mode="max", time_attr="training_iteration", max_t=top,
                               grace_period=grace, reduction_factor=rf)
