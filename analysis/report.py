@@ -25,7 +25,7 @@ import pandas as pd
 
 from analysis.load import NotARunError, Run, load_run
 from analysis.plots import CAPTIONS, plot_run
-from analysis.rungs import TOP_K, rung_reliability, rung_settings, rung_warnings
+from analysis.rungs import TOP_K, measured_on, rung_reliability, rung_settings, rung_warnings
 from analysis.sensitivity import Sensitivity, assess
 from analysis.stats import paired_comparison
 from analysis.summaries import BARELY_SWAPS, SWAPS
@@ -259,8 +259,8 @@ def rung_section(run: Run, h: str = "###") -> list[str]:
     scheduler = run.manifest.get("args", {}).get("scheduler", "asha")
     out = [f"{h} Rung reliability", "",
            f"The {scheduler} sweep's rungs (epochs {', '.join(map(str, table['rung epoch']))} of "
-           f"{settings.get('max_epochs')}, keeping the top 1/{settings.get('reduction_factor')}): over the trials "
-           f"that reached full fidelity, Spearman's ρ of the value at each rung with the final value, and the share "
+           f"{settings.get('max_epochs')}, keeping the top 1/{settings.get('reduction_factor')}): over "
+           f"{measured_on(run)}, Spearman's ρ of the value at each rung with the final value, and the share "
            f"of the final top {TOP_K} whose value at the rung clears the cut-off the finished sweep would apply "
            "(pruned trials count). See the learning-curve figure.", "",
            md_table(table.round(3).fillna("")), ""]

@@ -31,6 +31,20 @@ def rung_settings(run: Run) -> dict | None:
     return settings if all(k in settings for k in needed) else None
 
 
+def hedge_trials(run: Run) -> set[str]:
+    """The trials of a hedged ASHA sweep's unpruned bracket (``bracket`` 1; study/schedulers.py): an unbiased
+    sample for the rungs' reliability, since no rung decided whether they reach full fidelity. Empty otherwise."""
+    t = run.trials
+    return set(t.loc[t["bracket"] == 1, "trial_id"]) if "bracket" in t else set()
+
+
+def measured_on(run: Run) -> str:
+    """Which trials the reliability is measured on, in words."""
+    if hedge_trials(run):
+        return "the trials of the hedge bracket (never stopped early, so not selected by the rungs they judge)"
+    return "the trials that reached full fidelity"
+
+
 def curves(run: Run) -> pd.DataFrame:
     """trial_id x epoch -> validation accuracy (every trial, pruned ones included)."""
     e = run.epochs
@@ -49,6 +63,9 @@ def rung_reliability(run: Run, k: int = TOP_K) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     top = settings["max_epochs"]
     final = wide[top].dropna() if top in wide else pd.Series(dtype=float)
+    hedge = hedge_trials(run)
+    if hedge:
+        final = final[final.index.isin(hedge)]
     number = run.trials.set_index("trial_id")["trial_number"] if "trial_number" in run.trials else None
     rows = []
     for rung in rung_epochs(settings):

@@ -9,6 +9,9 @@ Keep ``ray[tune]<2.61`` while these exist (pyproject.toml). Private names used:
   (the public API offers ``study.tell(number)`` but no way to ``report`` into an existing trial by number).
 * ``AsyncHyperBandScheduler._brackets`` / ``_Bracket._rungs``: to give a resumed session's ASHA the rung values of
   the trials finished in earlier sessions, so its stopping decisions match an uninterrupted run.
+* ``AsyncHyperBandScheduler._brackets`` / ``._trial_info`` and ``async_hyperband._Bracket``: :class:`HedgedASHA`
+  adds a bracket without rungs and assigns trials to brackets by trial number instead of Ray's unseeded
+  ``np.random.choice``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 import optuna
 from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers.async_hyperband import _Bracket
 from ray.tune.search.optuna import OptunaSearch
 
 INTERRUPTED = threading.Event()  # set by the runner's SIGINT/SIGTERM handler (study/runner.py)
@@ -100,3 +104,24 @@ def preload_asha(scheduler: ASHAScheduler, curves: dict[str, list[float]]) -> in
                     recorded[f"earlier-{key}"] = curve[int(milestone) - 1]
                     added += 1
     return added
+
+
+class HedgedASHA(ASHAScheduler):
+    """ASHA (one bracket, Ray's own stopping logic) plus a bracket without rungs: a trial in it always trains to
+    ``max_t``. The bracket of a trial is ``schedulers.hedge_bracket(seed, trial_number, share)``, where
+    ``trial_number`` is the Optuna number the search puts into the trial's config (a trial without one, e.g. a
+    plain Tune run, gets Ray's draw: bracket 0)."""
+
+    def __init__(self, *, share: float, seed: int, **kwargs: Any) -> None:
+        super().__init__(brackets=1, **kwargs)
+        self.share, self.seed = share, seed
+        self._brackets.append(_Bracket(kwargs["max_t"], kwargs["max_t"], self._reduction_factor, 1))
+        assert not self._brackets[1]._rungs  # the hedge: nothing stops its trials before max_t
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        from .schedulers import hedge_bracket
+
+        super().on_trial_add(tune_controller, trial)  # validation, and Ray's draw among one bracket
+        number = (getattr(trial, "config", None) or {}).get("trial_number")
+        if number is not None:
+            self._trial_info[trial.trial_id] = self._brackets[hedge_bracket(self.seed, number, self.share)]

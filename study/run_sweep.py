@@ -43,14 +43,29 @@ from study.cli import (
     positive_int,
     run_command,
 )
+from study.schedulers import SCHEDULERS
 
 SAMPLERS = ("tpe", "random", "qmc")
-SCHEDULERS = ("asha", "fifo")
+
+
+def share(text: str) -> float:
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{value} must be below 1 (a share of the trials)")
+    return value
+
+
+def above_one(text: str) -> float:
+    value = non_negative_float(text)
+    if value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} must be above 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--budget", type=positive_int, default=64, help="number of trials (default 64)")
+    p.add_argument("--budget", type=positive_int, default=None,
+                   help="number of trials (default 64; with --points, their number)")
     p.add_argument("--preset", default=DEFAULT_PRESET, help=f"starting config: {', '.join(PRESETS)} "
                    f"(default {DEFAULT_PRESET})")
     p.add_argument("--method", default="iakd", choices=METHOD_NAMES,
@@ -71,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default tpe)")
     p.add_argument("--scheduler", choices=SCHEDULERS, default="asha", help="trial scheduler (default asha)")
+    p.add_argument("--hedge", type=share, default=None, metavar="SHARE",
+                   help="ASHA: share of trials in a bracket that is never stopped early, which also measures how "
+                   "well the rungs rank (preset's default; 0 = plain ASHA)")
+    p.add_argument("--reduction-factor", type=above_one, default=None,
+                   help="ASHA: a rung keeps the top 1/this of the trials (preset's default)")
     p.add_argument("--objective", choices=("acc", "acc+cost"), default="acc",
                    help="maximise val accuracy, or also minimise training seconds (multi-objective)")
     p.add_argument("--search-optimizer", action="store_true", help="also search learning rate and weight decay")
@@ -89,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="JSON/YAML base config over the preset (e.g. another "
                    "run's best_config.json); the other flags override it, and the sweep sets method (iakd), epochs "
                    "(--max-epochs), seed (--seed) and threads (--cpus-per-trial) itself")
+    p.add_argument("--points", metavar="FILE",
+                   help="evaluate these points of the search space first, in this order, instead of the reference "
+                   "point (a JSON list of parameter dicts, e.g. study/run_pool.py's configs.json); the sampler "
+                   "proposes the rest of --budget")
     p.add_argument("--teacher-weights", metavar="PATH", help="use this teacher state_dict (trained elsewhere) "
                    "instead of training the preset's teacher")
     p.add_argument("--storage", help="Optuna storage URL (default: optuna.db in the run folder)")
@@ -104,7 +128,8 @@ def resolve_setup(args: argparse.Namespace) -> tuple[dict[str, Any], list[int], 
     if args.preset not in PRESETS:
         fail(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
     settings = dict(PRESETS[args.preset]["sweep"])
-    for key in ("max_epochs", "grace_epochs", "concurrency", "cpus_per_trial", "gpus_per_trial"):
+    for key in ("max_epochs", "grace_epochs", "reduction_factor", "hedge", "concurrency", "cpus_per_trial",
+                "gpus_per_trial"):
         if getattr(args, key, None) is not None:
             settings[key] = getattr(args, key)
     if args.deterministic:
@@ -133,6 +158,33 @@ def resolve_setup(args: argparse.Namespace) -> tuple[dict[str, Any], list[int], 
     return cfg.to_dict(), list(granularities), settings
 
 
+def read_points(path: str, base: dict[str, Any], space) -> list[dict[str, Any]]:
+    """``--points``: a JSON list of points of the search space, each checked against the space and by building its
+    trial config."""
+    import json
+
+    from study.space import realise
+    from study.sweep import sweep_config
+
+    try:
+        points = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        fail(f"--points {path}: cannot read a JSON list from it ({err}); pass a file like run_pool.py's "
+             "configs.json")
+    if not isinstance(points, list) or not points or not all(isinstance(x, dict) for x in points):
+        fail(f"--points {path}: expected a non-empty JSON list of parameter dicts")
+    for i, point in enumerate(points):
+        outside = sorted(set(point) - set(realise(space, point)))
+        if outside:
+            fail(f"--points {path}: point {i} sets {', '.join(outside)}, which this search space does not ask "
+                 "for (check --method, --search-optimizer and the point's own choices)")
+        try:
+            sweep_config(base, point)
+        except Exception as err:  # ConfigError: a value out of its valid range
+            fail(f"--points {path}: point {i} is not a valid configuration: {err}")
+    return points
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from study.runner import launch, resume
@@ -141,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         return resume(SWEEP, Path(args.resume).resolve(), args.address, args.data_root, args.teacher_cache)
     base, granularities, settings = resolve_setup(args)
+    if args.points:
+        from study.space import SearchSpace
+
+        points = read_points(args.points, base, SearchSpace(granularities, args.search_optimizer, args.method))
+    else:
+        points = None
+    budget = args.budget or (len(points) if points else 64)
     method = "" if args.method == "iakd" else f"{args.method}-"
     name = args.name or f"{args.preset}-{method}{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(args.output_dir)
@@ -149,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if run_dir.exists():
         fail(f"{run_dir} already exists; choose another --name, or --resume it")
     manifest = {"args": vars(args), "base_config": base, "preset": args.preset, "seed": args.seed,
-                "budget": args.budget, "settings": settings, "granularities": granularities,
+                "budget": budget, "settings": settings, "points": points, "granularities": granularities,
                 "storage": args.storage, "study_name": f"iakd-{name}", "address": args.address,
                 "name": name, "mlflow": args.mlflow}
     return launch(SWEEP, run_dir, manifest, args.address)

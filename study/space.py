@@ -66,6 +66,18 @@ class SearchSpace:
         trial.suggest_categorical("bn_recalibration_batches", [0, 32])
 
 
+def realise(space: SearchSpace, point: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a trial of ``space`` enqueued with ``point`` really gets (what the point leaves open is drawn
+    at random; what the space would not ask for under the point's choices is dropped)."""
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial(point)
+    trial = study.ask()
+    space(trial)
+    return dict(trial.params)
+
+
 def reference_point(method: str = "iakd") -> dict[str, Any]:
     """The method's literature values as a point of its space: always trial 0 of a sweep."""
     literature = METHODS[method].literature

@@ -24,6 +24,7 @@ from .ledger import TrialRecord, read_all
 from .progress import Progress
 from .records import result_tables, trial_row
 from .runner import Session, Tables, student_file, train_and_report, trial_resources
+from .schedulers import hedge_bracket, make_scheduler
 from .space import SearchSpace, reference_point, to_trial_config
 
 METRIC = "val_acc"
@@ -106,6 +107,12 @@ def reconcile(study: optuna.Study, records: dict[str, TrialRecord], metrics: lis
     return adopt
 
 
+def bracket(manifest: dict[str, Any], number: int) -> int:
+    """The scheduler bracket of trial ``number``: 1 in a hedged ASHA sweep's unpruned bracket, else 0."""
+    hedge = manifest["settings"].get("hedge") if manifest["args"].get("scheduler") == "asha" else None
+    return hedge_bracket(manifest["args"]["seed"], number, hedge) if hedge else 0
+
+
 def sweep_method(manifest: dict[str, Any]) -> str:
     """The method a sweep searches (runs made before ``--method`` existed searched IAKD)."""
     return manifest["args"].get("method") or "iakd"
@@ -122,12 +129,11 @@ class SweepKind:
 
     def session(self, run_dir: Path, manifest: dict[str, Any], base: dict[str, Any]) -> Session:
         from ray import tune
-        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
         from ray.tune.search import ConcurrencyLimiter
 
         args, settings = manifest["args"], manifest["settings"]
         study = create_study(run_dir, manifest)  # or load it: a session killed at any point leaves it consistent
-        first = not study.get_trials(deepcopy=False)  # nothing asked or enqueued yet: start with the reference
+        first = not study.get_trials(deepcopy=False)  # nothing asked yet: begin with --points or the reference
         metrics, modes = objectives(manifest)
         records = read_all(run_dir)
         adopt = reconcile(study, records, metrics)
@@ -136,18 +142,15 @@ class SweepKind:
         search = FidelityAwareOptunaSearch(
             space=SearchSpace(manifest["granularities"], args["search_optimizer"], method),
             metric=metrics if len(metrics) > 1 else METRIC, mode=modes if len(modes) > 1 else modes[0],
-            points_to_evaluate=[reference_point(method)] if first else None,
+            points_to_evaluate=(manifest.get("points") or [reference_point(method)]) if first else None,
             sampler=make_sampler(args["sampler"], args["seed"] + len(manifest["sessions"])),
             seed=args["seed"], storage=optuna.storages.RDBStorage(storage_url(run_dir, manifest)),
             study_name=manifest["study_name"], max_epochs=settings["max_epochs"], adopt=adopt)
-        if args["scheduler"] == "asha":
-            scheduler = ASHAScheduler(metric=METRIC, mode="max", time_attr="training_iteration",
-                                      max_t=settings["max_epochs"], grace_period=settings["grace_epochs"],
-                                      reduction_factor=settings["reduction_factor"])
+        scheduler = make_scheduler(args["scheduler"], settings, args["seed"])
+        if args["scheduler"] == "asha":  # earlier sessions' trials in ASHA's bracket, as if it had seen them
             preload_asha(scheduler, {str(t.number): [e[METRIC] for e in records[record_key(t.number)].epochs]
-                                     for t in finished if record_key(t.number) in records})
-        else:
-            scheduler = FIFOScheduler()
+                                     for t in finished if record_key(t.number) in records
+                                     and bracket(manifest, t.number) == 0})
         complete = [t for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
         best = max(complete, key=lambda t: t.values[0], default=None)
         show = functools.partial(describe, method=method)
@@ -175,6 +178,7 @@ class SweepKind:
             rows.append(trial_row(
                 key, STATUS[t.state.name], records.get(key, TrialRecord()), config, trial_number=t.number,
                 tune_trial_id=t.user_attrs.get("tune_trial_id"), optuna_state=t.state.name,
+                bracket=bracket(manifest, t.number),
                 use_kd=bool(t.params.get("use_kd", config["kd_weight"] > 0)),
                 use_student_ce=bool(t.params.get("use_student_ce", config["student_ce_weight"] > 0))))
         trials, epochs = result_tables(rows, records)

@@ -1,0 +1,43 @@
+"""The sweep's trial schedulers, built from a run's settings in one place: the sweep (study/sweep.py) and the
+replay (study/replay.py) construct exactly the same objects.
+
+* ``fifo``: every trial trains to full fidelity (Ray Tune's ``FIFOScheduler``).
+* ``asha``: Ray Tune's ``ASHAScheduler``: rungs at grace * rf^k epochs below ``max_epochs``; at a rung a trial
+  continues only if its value is in the top 1/rf of those recorded there before it.
+* ``asha`` with ``hedge`` > 0 (``--hedge``): a second bracket that never stops a trial early, Hyperband's hedge
+  against rungs that rank badly. A trial joins it with probability ``hedge``, decided by the sweep's seed and the
+  trial's number (reproducible for a seed and unchanged by a resume); its trials also measure how well the rungs
+  rank without the survivors' bias (analysis/rungs.py).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+SCHEDULERS = ("asha", "fifo")
+METRIC = "val_acc"
+
+
+def hedge_bracket(seed: int, number: int, share: float) -> int:
+    """The bracket of trial ``number``: 1 (never stopped early) with probability ``share``, else 0 (ASHA's)."""
+    return int(share > 0 and random.Random(f"hedge:{seed}:{number}").random() < share)
+
+
+def make_scheduler(scheduler: str, settings: Mapping[str, Any], seed: int):
+    """The Ray Tune scheduler of a sweep with these settings (``max_epochs``, ``grace_epochs``,
+    ``reduction_factor``, optional ``hedge``)."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if scheduler == "fifo":
+        return FIFOScheduler()
+    if scheduler != "asha":
+        raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
+    common = dict(metric=METRIC, mode="max", time_attr="training_iteration", max_t=settings["max_epochs"],
+                  grace_period=settings["grace_epochs"], reduction_factor=settings["reduction_factor"])
+    if settings.get("hedge"):
+        from .internals import HedgedASHA
+
+        return HedgedASHA(share=settings["hedge"], seed=seed, **common)
+    return ASHAScheduler(**common)
