@@ -260,6 +260,7 @@ def methods_by_setting(runs: dict[str, Run]) -> pd.DataFrame:
             what.setdefault(arm, arm_label(run, arm))
         if "iakd_best" in column and "iakd_best_plus_kd" not in column and best_uses_kd(run):
             column["iakd_best_plus_kd"] = "= iakd_best (it uses KD)"
+            what.setdefault("iakd_best_plus_kd", "IAKD, the sweep's best + KD (not run: the best has a KD term)")
         columns[f"{label} ({cfg.get('teacher')} → {cfg.get('student')})"] = column
     rows = [m for m in dict.fromkeys(order + ["iakd_best_plus_kd"]) if any(m in col for col in columns.values())]
     table = pd.DataFrame([{"method": m, "what": what.get(m, m), **{c: col.get(m, "—") for c, col in columns.items()}}

@@ -4,12 +4,19 @@ and ``main`` wrapping that turns known problems into one line and an interrupt i
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 MLFLOW_DEFAULT = "mlflow.db"  # --mlflow without a URI: a SQLite store in the run folder (resolved per session)
+
+
+class RunError(RuntimeError):
+    """A problem the user can fix (bad folder, missing resources); the message says what to do."""
 
 
 def fail(message: str) -> None:
@@ -43,6 +50,31 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+# Ray 2.60 binds its servers to loopback only when the node IP it advertises is loopback, and it replaces a loopback
+# IP with the routable one unless "cluster mode" is off; cluster mode is read once, when Ray is imported.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def private_ray_environment(address: str | None, resume: str | None = None) -> None:
+    """Call before anything imports Ray. For a private local Ray (no ``--address``, none recorded in the resumed
+    run): every Ray server on loopback, and token authentication with a token of this session only, passed to
+    Ray's processes through their environment (nothing written to ``~/.ray/auth_token``). A user's own
+    ``RAY_AUTH_MODE`` / ``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH`` are respected. With an address (a real
+    cluster) nothing changes."""
+    if resume and not address:
+        try:
+            address = json.loads(Path(resume, "manifest.json").read_text()).get("address")
+        except (OSError, ValueError, AttributeError):
+            address = None  # the resume itself reports an unreadable run
+    if address:
+        return
+    os.environ.update(LOOPBACK_ENV)
+    if "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
+            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+
+
 def exit_now(code: int) -> None:
     """End the process with ``code`` once everything is written, without the interpreter's exit handlers: after an
     interrupted session, tensorboardX writers that Ray Tune left open can wait forever in theirs (seen after a
@@ -62,8 +94,6 @@ def run_command(main: Callable[[], int]) -> int:
     from iakd_core.data import DataUnavailableError
     from iakd_core.teacher import TeacherCacheError
     from iakd_core.units import IncompatiblePairError
-
-    from .runner import RunError
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # the scripts' import-time handler is done
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))  # until Ray starts

@@ -249,8 +249,9 @@ def compare(candidates: list[Candidate], pool: Pool, orders: int = 200, budget: 
 
 def check_recorded(trials: pd.DataFrame, epochs: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     """Replay a recorded ASHA sweep (its trials and epochs tables, its manifest) through a fresh scheduler built
-    from its settings, the epochs in the order of their timestamps. One row per trial: the epochs it trained
-    (recorded) and the epoch at which the replayed scheduler stops it (replayed)."""
+    from its settings, the epochs in the order of their timestamps. One row per trial the scheduler ended (COMPLETE
+    or PRUNED; failed ones are replayed but not compared): the epochs it trained (recorded) and the epoch at which
+    the replayed scheduler stops it (replayed)."""
     from ray.tune.schedulers import TrialScheduler
 
     args, settings = manifest["args"], manifest["settings"]
@@ -271,8 +272,10 @@ def check_recorded(trials: pd.DataFrame, epochs: pd.DataFrame, manifest: dict[st
                 or row.epoch >= settings["max_epochs"]):
             scheduler.on_trial_complete(None, trial, result)
             stopped[key] = int(row.epoch)
-    recorded = epochs.groupby("trial_id")["epoch"].max()
-    return pd.DataFrame({"recorded": recorded, "replayed": pd.Series(stopped)}).rename_axis("trial_id")
+    ended = trials.loc[trials["status"].isin(["COMPLETE", "PRUNED"]), "trial_id"]  # not by an error or a kill
+    recorded = epochs[epochs["trial_id"].isin(ended)].groupby("trial_id")["epoch"].max()
+    return pd.DataFrame({"recorded": recorded, "replayed": pd.Series(stopped).reindex(recorded.index)}
+                        ).rename_axis("trial_id")
 
 
 def fidelity_ranks(pool: Pool, k: int = 3) -> pd.DataFrame:

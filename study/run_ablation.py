@@ -29,7 +29,15 @@ import json
 from pathlib import Path
 
 from iakd_core.cli import check_output_dir
-from study.cli import MLFLOW_DEFAULT, OneLineParser, exit_now, fail, positive_int, run_command
+from study.cli import (
+    MLFLOW_DEFAULT,
+    OneLineParser,
+    exit_now,
+    fail,
+    positive_int,
+    private_ray_environment,
+    run_command,
+)
 
 SEED_OFFSET = 1000  # ablation seeds = sweep seed + SEED_OFFSET + i: never a seed the sweep trained with
 
@@ -92,6 +100,7 @@ def tuned_best(path: Path, sweep: dict, read_manifest) -> tuple[str, dict, int]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    private_ray_environment(args.address, args.resume)  # before anything below imports Ray
     from study.ablation import ABLATION, ablation_arms
     from study.runner import launch, read_manifest, resume, with_added_keys
 

@@ -41,6 +41,7 @@ from study.cli import (
     fail,
     non_negative_float,
     positive_int,
+    private_ray_environment,
     run_command,
 )
 from study.schedulers import SCHEDULERS
@@ -187,6 +188,7 @@ def read_points(path: str, base: dict[str, Any], space) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    private_ray_environment(args.address, args.resume)  # before anything below imports Ray
     from study.runner import launch, resume
     from study.sweep import SWEEP
 

@@ -19,6 +19,7 @@ are built; the runner does the rest.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -39,15 +40,11 @@ from iakd_core.teacher import get_teacher
 from iakd_core.train import pick_device, resolve_precision
 from iakd_core.trial import prepare_kd_targets, write_json
 
-from .cli import MLFLOW_DEFAULT
+from .cli import MLFLOW_DEFAULT, RunError
 from .internals import INTERRUPTED
 from .ledger import Recorder
 from .progress import Progress
 from .records import environment, now, write_tables
-
-
-class RunError(RuntimeError):
-    """A problem the user can fix (bad folder, missing resources); the message says what to do."""
 
 
 @dataclass
@@ -200,6 +197,11 @@ def start_ray(address: str | None, settings: dict[str, Any]) -> None:
             temp_dir = os.path.join(tempfile.gettempdir(), f"iakdray{os.getuid()}")  # AF_UNIX paths stay short
             ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False, _temp_dir=temp_dir,
                      configure_logging=True)
+            ip = ray.util.get_node_ip_address()
+            if not ipaddress.ip_address(ip).is_loopback:
+                print(f"warning: the private Ray listens on {ip}, not on loopback only (Ray was imported before "
+                      "study.cli.private_ray_environment could switch its cluster mode off); run the command as a "
+                      "script, or pass --address to use a cluster you started", file=sys.stderr, flush=True)
     resources = ray.cluster_resources()
     cpus, gpus = settings["cpus_per_trial"], settings.get("gpus_per_trial") or 0
     if resources.get("CPU", 0) < cpus:

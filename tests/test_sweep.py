@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -115,6 +116,36 @@ def test_failing_and_nan_trials_are_recorded_and_the_rest_complete(smoke_run):
     assert best["config"]["data_root"] == str(ROOT / "data")  # as given: no path resolved on this machine
 
 
+def test_replay_stops_every_trial_where_ray_stopped_it(smoke_run):
+    """study/replay.py's replay of the recorded sweep (default concurrency 2, ASHA) through a fresh scheduler,
+    epochs in the order of their timestamps, makes Ray's decisions: same trials pruned, at the same epochs."""
+    from study.replay import check_recorded
+
+    run_dir, _ = smoke_run
+    trials, epochs = pd.read_parquet(run_dir / "trials.parquet"), pd.read_parquet(run_dir / "epochs.parquet")
+    table = check_recorded(trials, epochs, json.loads((run_dir / "manifest.json").read_text()))
+    assert len(table) == 5 and (table["recorded"] < 3).any()  # 7 trials, 2 failed; some pruned
+    assert (table["recorded"] == table["replayed"]).all(), table
+    proc = run([sys.executable, str(ROOT / "study" / "run_replay.py"), "--check", str(run_dir)])
+    assert proc.returncode == 0 and "5 of 5 trials stopped where Ray stopped them" in proc.stdout, proc.stdout
+
+
+def test_hedged_asha_never_stops_its_hedge_bracket_and_assigns_it_by_seed(tmp_path, teacher_cache):
+    from study.replay import check_recorded
+    from study.schedulers import hedge_bracket
+
+    proc = run(sweep_args(tmp_path, teacher_cache, "hedge", "--budget", "6", "--seed", "2", "--hedge", "0.4",
+                          "--grace-epochs", "1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = pd.read_parquet(tmp_path / "hedge" / "trials.parquet").set_index("trial_number").sort_index()
+    assert list(trials["bracket"]) == [hedge_bracket(2, n, 0.4) for n in range(6)] == [1, 0, 0, 0, 0, 1]
+    assert (trials.loc[trials["bracket"] == 1, "status"] == "COMPLETE").all()
+    manifest = json.loads((tmp_path / "hedge" / "manifest.json").read_text())
+    assert manifest["settings"]["hedge"] == 0.4
+    table = check_recorded(trials.reset_index(), pd.read_parquet(tmp_path / "hedge" / "epochs.parquet"), manifest)
+    assert (table["recorded"] == table["replayed"]).all(), table
+
+
 @pytest.mark.parametrize("args,message", [
     (["--budget", "0"], "must be at least 1"),
     (["--budget", "many"], "not a whole number"),
@@ -122,6 +153,8 @@ def test_failing_and_nan_trials_are_recorded_and_the_rest_complete(smoke_run):
     (["--budget", "2", "--dataset", "mnist"], "dataset='mnist' is not one of"),
     (["--budget", "2", "--student", "resnet21"], "unknown architecture"),
     (["--budget", "2", "--gpus-per-trial", "-1"], "must be 0 or more"),
+    (["--hedge", "1"], "must be below 1"),
+    (["--points", "/nonexistent.json"], "cannot read a JSON list"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_folder(tmp_path, teacher_cache, args, message):
     proc = run(sweep_args(tmp_path / "out", teacher_cache, "bad", *args), timeout=120)
@@ -294,17 +327,23 @@ def free_port() -> int:
 
 
 def test_sweep_runs_on_an_existing_ray_cluster_through_address(tmp_path, teacher_cache):
+    """A head started the way the README says (token authentication on), here on loopback: the sweep connects with
+    the token in its environment."""
     port = free_port()
     ray_bin = Path(sys.executable).parent / "ray"
+    token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "t" * 32,
+             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # a one-machine cluster on loopback (the README's way)
     head = subprocess.Popen([str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=2", "--block",
-                             "--node-ip-address=127.0.0.1",
                              "--include-dashboard=false", f"--temp-dir=/tmp/iakdh{port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-                            env={**os.environ, "RAY_AUTH_MODE": "disabled"})  # a throw-away local test head
+                            env={**os.environ, **token})
     try:
         time.sleep(8)
-        proc = run(sweep_args(tmp_path, teacher_cache, "cluster", "--budget", "2", "--address",
-                              f"127.0.0.1:{port}"))
+        addresses = listening(descendants(head.pid))
+        assert addresses and all(loopback(a) for a, _ in addresses), addresses
+        proc = subprocess.run(sweep_args(tmp_path, teacher_cache, "cluster", "--budget", "2", "--address",
+                                         f"127.0.0.1:{port}"), capture_output=True, text=True, timeout=300,
+                              env={**env(), **token}, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr[-3000:]
         trials = pd.read_parquet(tmp_path / "cluster" / "trials.parquet")
         assert len(trials) == 2 and (trials["status"] != "ERROR").all()
@@ -314,6 +353,77 @@ def test_sweep_runs_on_an_existing_ray_cluster_through_address(tmp_path, teacher
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             head.kill()
+
+
+def loopback(address: str) -> bool:
+    """127.0.0.0/8 or ::1, also written as an IPv4-mapped IPv6 address (::ffff:127.0.0.1)."""
+    ip = ipaddress.ip_address(address)
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def listening(pids: list[int]) -> set[tuple[str, int]]:
+    """The TCP addresses these processes listen on (from /proc: /proc/net/tcp{,6} and each process's fds)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            continue
+    found = set()
+    for table, size in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)  # 32-bit words in host (little-endian) order
+            packed = b"".join(raw[i:i + 4][::-1] for i in range(0, size, 4))
+            found.add((str(ipaddress.ip_address(packed)), int(port, 16)))
+    return found
+
+
+def test_private_ray_listens_on_loopback_only_with_a_session_token_in_no_file(tmp_path, teacher_cache):
+    """The default (no --address): while trials run, every TCP listener of the sweep and of every process Ray
+    started for it (GCS, raylet, agents, trial workers) is on 127.0.0.0/8 or ::1; authentication is on with a
+    token that lives in the processes' environment only (no ~/.ray/auth_token written)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = subprocess.Popen(sweep_args(tmp_path, teacher_cache, "lo", "--budget", "2"), stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True, cwd=ROOT, env={**env(), "HOME": str(home)},
+                            start_new_session=True)
+    read_until(proc, lambda line: "| 2 running |" in line)
+    pids = descendants(proc.pid)
+    addresses = listening(pids)
+    workers = [p for p in pids if "ImplicitFunc" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")]
+    environ = [Path(f"/proc/{p}/environ").read_bytes() for p in workers]
+    proc.communicate(timeout=600)
+    assert proc.returncode == 0
+    assert len(addresses) >= 4, addresses  # GCS, raylet, agents, workers: really measured
+    assert all(loopback(a) for a, _ in addresses), addresses
+    assert workers and all(b"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0" in e and b"RAY_AUTH_MODE=token" in e
+                           and b"RAY_AUTH_TOKEN=" in e for e in environ)  # inherited by what Ray started
+    assert not (home / ".ray" / "auth_token").exists()
 
 
 def test_mlflow_tracking_logs_every_trial_when_installed(tmp_path, teacher_cache):
@@ -338,3 +448,37 @@ def test_mlflow_asked_for_but_missing_is_one_line_exit_2(tmp_path, teacher_cache
     proc = run(sweep_args(tmp_path, teacher_cache, "ml", "--budget", "2", "--mlflow"), timeout=120)
     assert proc.returncode == 2 and "pip install -e '.[mlflow]'" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "ml").exists()
+
+
+def test_pool_trains_the_same_points_at_every_fidelity_continues_and_replays(tmp_path, teacher_cache):
+    from study.space import to_trial_config
+
+    pool = [sys.executable, str(ROOT / "study" / "run_pool.py"), "--preset", "smoke", "--size", "3", "--short", "1",
+            "--output-dir", str(tmp_path), "--teacher-cache", teacher_cache, "--data-root", str(ROOT / "data")]
+    proc = run(pool)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = tmp_path / "smoke"
+    points = json.loads((folder / "configs.json").read_text())
+    curves = pd.read_csv(folder / "curves.csv")
+    assert curves.groupby("fidelity")["config"].nunique().to_dict() == {1: 3, 3: 3}
+    ends = curves.groupby(["fidelity", "config"])["epoch"].max()
+    assert (ends.index.get_level_values("fidelity") == ends.to_numpy()).all()  # every run complete
+    for epochs in (1, 3):  # trial n of each fidelity's sweep is point n, exactly
+        trials = pd.read_parquet(folder / "runs" / f"e{epochs}" / "trials.parquet").set_index("trial_number")
+        for n, point in enumerate(points):
+            for key, value in to_trial_config(point).items():
+                assert trials.loc[n, key] == value, (epochs, n, key)
+    again = run(pool)
+    assert again.returncode == 0 and again.stdout.count("finished earlier, skipped") == 2, again.stdout
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "curves.csv"), curves)
+    replay = run([sys.executable, str(ROOT / "study" / "run_replay.py"), str(folder), "--orders", "5",
+                  "--candidates", "fifo", "asha:grace=1,rf=3", "promote:short=1,rf=3"])
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    assert "promote:short=1,rf=3" in replay.stdout and "complete 1-epoch run" in replay.stdout
+    for args, message in ((["--size", "4"], "holds a pool with other settings"), (["--short", "3"], "from 1 to 2")):
+        bad = run([*pool, *args])
+        assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps([{**points[0], "lr": 0.1}]))
+    bad = run(sweep_args(tmp_path / "x", teacher_cache, "x", "--points", str(outside)), timeout=120)
+    assert bad.returncode == 2 and "sets lr, which this search space does not ask for" in bad.stderr, bad.stderr
