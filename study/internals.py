@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -46,10 +47,12 @@ class FidelityAwareOptunaSearch(OptunaSearch):
       report and optuna-dashboard, and the key of the trial's record (study/ledger.py).
     """
 
-    def __init__(self, *args: Any, max_epochs: int, adopt: list[int] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_epochs: int, adopt: list[int] | None = None,
+                 on_pruned: Callable[[int, int], None] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_epochs = max_epochs
         self.adopt = list(adopt or [])
+        self.on_pruned = on_pruned  # (trial number, epochs): told before the study is
 
     def suggest(self, trial_id: str):
         if trial_id not in self._ot_trials and self.adopt:
@@ -86,6 +89,8 @@ class FidelityAwareOptunaSearch(OptunaSearch):
                     warnings.simplefilter("ignore")
                     ot_trial.report(result[self.metric], epochs)
             if epochs < self.max_epochs:
+                if self.on_pruned is not None:
+                    self.on_pruned(ot_trial.number, epochs)
                 self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
             else:
                 values = result[self.metric] if single else [result[m] for m in self.metric]

@@ -4,7 +4,9 @@ The trainable appends one line per epoch (the metrics it is about to report), th
 ``error`` line) *before* its last report, so a trial that finished has a final line even if the driver is killed
 the next instant. The driver builds ``trials.parquet`` / ``epochs.parquet`` from these records and from the Optuna
 study (sweeps), never from Ray Tune's experiment state: a resumed run reconciles with what really happened.
-Keys: sweeps ``t<optuna number>``, ablations ``<arm>-seed<seed>``.
+Keys: sweeps ``t<optuna number>``, ablations ``<arm>-seed<seed>``. A sweep trial's record starts with the point of
+the search space it trains (a ``params`` line), and the driver appends a ``pruned`` line when the scheduler stops
+it, so the records alone can rebuild a damaged Optuna study (study/sweep.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class TrialRecord:
     epochs: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, Any] | None = None
     error: str | None = None
+    params: dict[str, Any] | None = None
+    pruned: int | None = None  # the epoch at which the scheduler stopped it
 
     @property
     def finished(self) -> bool:
@@ -32,10 +36,12 @@ class TrialRecord:
 class Recorder:
     """Writes one trial's record; starting it again (a re-run) starts the record afresh."""
 
-    def __init__(self, run_dir: str | Path, key: str) -> None:
-        self.path = Path(run_dir) / FOLDER / f"{key}.jsonl"
+    def __init__(self, run_dir: str | Path, key: str, params: dict[str, Any] | None = None) -> None:
+        self.path = record_path(run_dir, key)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("")
+        if params is not None:
+            self._write("params", {"values": params})
 
     def _write(self, kind: str, values: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
@@ -49,6 +55,16 @@ class Recorder:
 
     def error(self, reason: str) -> None:
         self._write("error", {"reason": reason})
+
+
+def record_path(run_dir: str | Path, key: str) -> Path:
+    return Path(run_dir) / FOLDER / f"{key}.jsonl"
+
+
+def mark_pruned(run_dir: str | Path, key: str, epochs: int) -> None:
+    """The driver's note that the scheduler stopped this trial after ``epochs`` (the trial no longer writes)."""
+    with open(record_path(run_dir, key), "a") as f:
+        f.write(json.dumps({"kind": "pruned", "epochs": epochs}) + "\n")
 
 
 def _plain(value: Any) -> Any:
@@ -69,6 +85,10 @@ def read(path: Path) -> TrialRecord:
             record.final = entry
         elif kind == "error":
             record.error = entry.get("reason")
+        elif kind == "params":
+            record.params = entry.get("values")
+        elif kind == "pruned":
+            record.pruned = entry.get("epochs")
     return record
 
 

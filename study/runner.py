@@ -78,13 +78,14 @@ class RunKind(Protocol):
 
 
 # ---- the trainable's side -----------------------------------------------------------------------------------------
-def train_and_report(config: dict[str, Any], run_dir: str, key: str) -> None:
+def train_and_report(config: dict[str, Any], run_dir: str, key: str, params: dict[str, Any] | None = None) -> None:
     """One trial through ``iakd_core.run_trial``: record and report every epoch. The last epoch is reported after
     the record's final line is written, together with the final metrics (test accuracy when asked). A trial that
-    trains to its end leaves its last-epoch student in ``students/<key>.pt``."""
+    trains to its end leaves its last-epoch student in ``students/<key>.pt``. ``params``: the sampled point, first
+    in the record."""
     from ray import tune
 
-    recorder = Recorder(run_dir, key)
+    recorder = Recorder(run_dir, key, params)
     epochs = TrialConfig.from_dict(config).epochs
     running = {"val_acc_best": -math.inf, "train_seconds_total": 0.0}
     last: dict[str, Any] = {}

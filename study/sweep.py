@@ -10,6 +10,11 @@ budget, its ASHA knowing the rung values of every trial finished before.
 from __future__ import annotations
 
 import functools
+import os
+import re
+import sys
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +24,9 @@ from analysis.summaries import SWAPS, describe_config
 from iakd_core.config import TrialConfig
 from iakd_core.trial import write_json
 
+from .cli import RunError
 from .internals import FidelityAwareOptunaSearch, preload_asha, trial_by_number
-from .ledger import TrialRecord, read_all
+from .ledger import TrialRecord, mark_pruned, read_all
 from .progress import Progress
 from .records import result_tables, trial_row
 from .runner import Session, Tables, student_file, train_and_report, trial_resources
@@ -82,29 +88,94 @@ def sweep_config(base: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any
 
 
 def sweep_trial(config: dict[str, Any], base: dict[str, Any], run_dir: str) -> None:
-    """Ray Tune trainable: one sampled configuration, recorded under its Optuna number."""
-    train_and_report(sweep_config(base, config), run_dir, record_key(config["trial_number"]))
+    """Ray Tune trainable: one sampled configuration, recorded (with the point itself) under its Optuna number."""
+    params = {k: v for k, v in config.items() if k != "trial_number"}
+    train_and_report(sweep_config(base, config), run_dir, record_key(config["trial_number"]), params)
+
+
+def tell_from_record(study: optuna.Study, number: int, record: TrialRecord, metrics: list[str]) -> bool:
+    """Tell the study how trial ``number`` ended, as its record says (its curve, then COMPLETE, PRUNED or FAIL);
+    False when the record says it has not ended."""
+    if not record.finished and record.pruned is None:
+        return False
+    live = trial_by_number(study, number)
+    live.set_user_attr("epochs", len(record.epochs))
+    if len(metrics) == 1:
+        with warnings.catch_warnings():  # steps the trial had reported before are kept (same values)
+            warnings.simplefilter("ignore")
+            for e in record.epochs:
+                live.report(e[METRIC], e["epoch"])
+    if record.error is not None:
+        study.tell(number, state=optuna.trial.TrialState.FAIL)
+    elif record.final is None:
+        study.tell(number, state=optuna.trial.TrialState.PRUNED)
+    else:
+        last = record.epochs[-1]
+        study.tell(number, [last[m] for m in metrics] if len(metrics) > 1 else last[METRIC])
+    return True
 
 
 def reconcile(study: optuna.Study, records: dict[str, TrialRecord], metrics: list[str]) -> list[int]:
-    """Tell the study what finished trials' records say; return the numbers of RUNNING trials to re-run."""
+    """Tell the study what ended trials' records say; return the numbers of RUNNING trials to re-run."""
     adopt = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         record = records.get(record_key(t.number))
-        if record is None or not record.finished:
+        if record is None or not tell_from_record(study, t.number, record, metrics):
             adopt.append(t.number)
-            continue
-        live = trial_by_number(study, t.number)
-        live.set_user_attr("epochs", len(record.epochs))
-        if record.error is not None:
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            continue
-        if len(metrics) == 1:
-            for e in record.epochs:
-                live.report(e[METRIC], e["epoch"])
-        last = record.epochs[-1]
-        study.tell(t.number, [last[m] for m in metrics] if len(metrics) > 1 else last[METRIC])
     return adopt
+
+
+DAMAGED = ("malformed", "not a database")  # SQLite's words for a damaged file (not for a locked or missing one)
+
+
+def open_study(run_dir: Path, manifest: dict[str, Any], records: dict[str, TrialRecord]) -> optuna.Study:
+    """The run's study, created or loaded. A damaged ``optuna.db`` of the run folder is kept aside as
+    ``optuna.db.damaged-<time>`` and the study rebuilt from the trial records (each holds its point, its curve
+    and how it ended): every ended trial as it ended, a trial that was running left RUNNING to be re-run, numbers
+    kept; a trial number without a record is left RUNNING without parameters and re-run as a new point."""
+    import sqlalchemy
+
+    try:
+        study = create_study(run_dir, manifest)
+        study.get_trials(deepcopy=False)
+        return study
+    except sqlalchemy.exc.DatabaseError as err:
+        if not any(word in str(err) for word in DAMAGED):
+            raise
+        reason = str(err.orig) if getattr(err, "orig", None) else type(err).__name__
+    if manifest.get("storage"):
+        raise RunError(f"the study storage {manifest['storage']} is damaged ({reason}); repair or restore it")
+    numbers = sorted(int(k[1:]) for k in records if re.fullmatch(r"t\d+", k))
+    missing = [n for n in numbers if records[record_key(n)].params is None]
+    if missing:
+        raise RunError(f"{run_dir / 'optuna.db'} is damaged ({reason}) and the trial records cannot rebuild it "
+                       f"(trial {missing[0]}'s record has no parameters: written before records kept them); "
+                       "restore optuna.db from a backup")
+    damaged = run_dir / f"optuna.db.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        if (run_dir / f"optuna.db{suffix}").exists():
+            os.replace(run_dir / f"optuna.db{suffix}", damaged.with_name(damaged.name + suffix))
+    study = create_study(run_dir, manifest)
+    space = SearchSpace(manifest["granularities"], manifest["args"]["search_optimizer"], sweep_method(manifest))
+    metrics, _ = objectives(manifest)
+    ended = 0
+    for number in range(max(numbers, default=-1) + 1):
+        record = records.get(record_key(number))
+        if record is not None:
+            study.enqueue_trial(record.params)
+        trial = study.ask()
+        if record is not None:
+            space(trial)  # the recorded point, with the distributions the space gives it
+            ended += tell_from_record(study, number, record, metrics)
+    for point in (manifest.get("points") or [])[max(numbers, default=-1) + 1:]:
+        study.enqueue_trial(point)
+    print(f"{run_dir / 'optuna.db'} was damaged ({reason}): kept as {damaged.name}; the study was rebuilt from "
+          f"{len(numbers)} trial records ({ended} ended, the rest re-run)", file=sys.stderr, flush=True)
+    return study
+
+
+def note_pruned(run_dir: str, number: int, epochs: int) -> None:
+    mark_pruned(run_dir, record_key(number), epochs)
 
 
 def bracket(manifest: dict[str, Any], number: int) -> int:
@@ -132,10 +203,10 @@ class SweepKind:
         from ray.tune.search import ConcurrencyLimiter
 
         args, settings = manifest["args"], manifest["settings"]
-        study = create_study(run_dir, manifest)  # or load it: a session killed at any point leaves it consistent
+        records = read_all(run_dir)
+        study = open_study(run_dir, manifest, records)  # a session killed at any point leaves it consistent
         first = not study.get_trials(deepcopy=False)  # nothing asked yet: begin with --points or the reference
         metrics, modes = objectives(manifest)
-        records = read_all(run_dir)
         adopt = reconcile(study, records, metrics)
         finished = study.get_trials(deepcopy=False, states=FINISHED)
         method = sweep_method(manifest)
@@ -145,7 +216,8 @@ class SweepKind:
             points_to_evaluate=(manifest.get("points") or [reference_point(method)]) if first else None,
             sampler=make_sampler(args["sampler"], args["seed"] + len(manifest["sessions"])),
             seed=args["seed"], storage=optuna.storages.RDBStorage(storage_url(run_dir, manifest)),
-            study_name=manifest["study_name"], max_epochs=settings["max_epochs"], adopt=adopt)
+            study_name=manifest["study_name"], max_epochs=settings["max_epochs"], adopt=adopt,
+            on_pruned=functools.partial(note_pruned, str(run_dir)))
         scheduler = make_scheduler(args["scheduler"], settings, args["seed"])
         if args["scheduler"] == "asha":  # earlier sessions' trials in ASHA's bracket, as if it had seen them
             preload_asha(scheduler, {str(t.number): [e[METRIC] for e in records[record_key(t.number)].epochs]

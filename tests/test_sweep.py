@@ -239,6 +239,40 @@ def test_hard_kills_at_awkward_moments_then_resume_accounts_for_every_trial_once
     assert "already reported" not in done.stderr  # re-run trials' repeated epochs are not warned about
     assert all(finished_records(run_dir)[k] == v for k, v in before.items())
     check_accounted_once(run_dir, budget)
+    damaged_study_is_rebuilt_from_the_records(run_dir, budget)
+
+
+def study_facts(run_dir: Path) -> list[tuple]:
+    study = optuna.load_study(study_name=f"iakd-{run_dir.name}", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    return [(t.number, t.state.name, t.values, t.params, t.distributions, t.intermediate_values,
+             t.user_attrs.get("epochs")) for t in study.trials]
+
+
+def damaged_study_is_rebuilt_from_the_records(run_dir: Path, budget: int) -> None:
+    """optuna.db cut to its first 3000 bytes: --resume keeps the damaged file aside, says so in one line, rebuilds
+    every trial (parameters, distributions, curve, state, value) from the records and goes on; where a record
+    lacks its parameters (runs made before records kept them), one error line, exit 2, and nothing moved."""
+    facts, table = study_facts(run_dir), pd.read_parquet(run_dir / "trials.parquet")
+    db = run_dir / "optuna.db"
+    db.write_bytes(db.read_bytes()[:3000])
+    done = run([*SWEEP, "--resume", str(run_dir)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = [line for line in done.stderr.splitlines() if "was damaged" in line]
+    assert len(said) == 1 and "database disk image is malformed" in said[0] and "Traceback" not in done.stderr
+    assert len(list(run_dir.glob("optuna.db.damaged-*"))) == 1
+    assert study_facts(run_dir) == facts
+    pd.testing.assert_frame_equal(pd.read_parquet(run_dir / "trials.parquet").drop(columns="tune_trial_id"),
+                                  table.drop(columns="tune_trial_id"))
+    check_accounted_once(run_dir, budget)
+    record = sorted((run_dir / "trials").glob("*.jsonl"))[0]
+    record.write_text("".join(line for line in record.read_text().splitlines(keepends=True)
+                              if '"kind": "params"' not in line))
+    db.write_bytes(db.read_bytes()[:3000])
+    damaged = db.read_bytes()
+    bad = run([*SWEEP, "--resume", str(run_dir)])
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+    assert bad.returncode == 2 and len(errors) == 1 and "Traceback" not in bad.stderr, bad.stderr[-3000:]
+    assert "cannot rebuild it" in errors[0] and db.read_bytes() == damaged
 
 
 def test_sigint_near_the_end_is_no_false_success_and_a_copy_resumes_without_touching_the_original(
