@@ -20,6 +20,7 @@ from filelock import FileLock
 
 from .config import TrialConfig, fields_where, stable_hash
 from .data import DataSplits, load_splits, load_test
+from .factors import reproducibility_factors
 from .methods import method_overrides
 from .models import Backbone, build_model
 
@@ -110,6 +111,7 @@ def train_teacher(cfg: TrialConfig, device: torch.device | None = None,
             "val_acc": result.history[-1]["val_acc"], "test_acc": test["acc"], "epochs": recipe.epochs,
             "precision": resolve_precision(recipe.precision, device), "device": str(device),
             "train_seconds": round(time.time() - start, 2), "versions": _versions(),
+            "factors": reproducibility_factors(device, resolve_precision(recipe.precision, device)),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     path = teacher_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)

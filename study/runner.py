@@ -36,6 +36,7 @@ import pandas as pd
 from iakd_core import run_trial
 from iakd_core.config import TrialConfig
 from iakd_core.data import load_splits
+from iakd_core.factors import reproducibility_factors
 from iakd_core.teacher import get_teacher
 from iakd_core.train import pick_device, resolve_precision
 from iakd_core.trial import prepare_kd_targets, write_json
@@ -168,10 +169,12 @@ def prepare(base: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
                         "test_acc": meta.get("test_acc"), "cached": cached,
                         "train_size": None if meta.get("source") else meta["dataset"]["train"],
                         "epochs": meta.get("epochs"), "precision": meta.get("precision"),
-                        "source": meta.get("source")},
+                        "source": meta.get("source"), "factors": meta.get("factors")},
             "dataset": data.identity,
             "runtime": {"device": str(device), "precision": resolve_precision(cfg.precision, device),
-                        "channels_last": cfg.channels_last, "kd_targets": table}}
+                        "channels_last": cfg.channels_last, "kd_targets": table,
+                        "factors": {**reproducibility_factors(device, resolve_precision(cfg.precision, device)),
+                                    "threads": cfg.threads}}}
 
 
 def start_ray(address: str | None, settings: dict[str, Any]) -> None:

@@ -70,6 +70,9 @@ def test_sweep_writes_the_result_files_with_their_columns(smoke_run):
     assert manifest["versions"]["ray"] and manifest["machine"]["cpus"] and "run_sweep.py" in manifest["command"]
     assert manifest["runtime"]["precision"] in ("fp32", "bf16") and manifest["storage"] is None  # relocatable
     assert manifest["runtime"]["kd_targets"]["shape"] == [manifest["dataset"]["train"], 50, 10]  # pad 2, flips
+    factors = manifest["runtime"]["factors"]  # what a re-run must share to repeat the bits (README)
+    assert factors["threads"] == 1 and factors["cpu_capability"] and factors["torch"] and factors["precision"]
+    assert manifest["teacher"]["factors"]["threads"] >= 1
     kd = trials[trials["kd_weight"] > 0]  # KD trials looked their targets up in the driver's table
     assert (kd["status"] == "COMPLETE").any()
     assert (kd.loc[kd["status"] == "COMPLETE", "kd_targets_source"] == "table").all()  # (pruned: no final)
