@@ -71,6 +71,7 @@ def realise(space: SearchSpace, point: dict[str, Any]) -> dict[str, Any]:
     at random; what the space would not ask for under the point's choices is dropped)."""
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line per point
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     study.enqueue_trial(point)
     trial = study.ask()
