@@ -4,6 +4,7 @@ and ``main`` wrapping that turns known problems into one line and an interrupt i
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import secrets
@@ -87,6 +88,21 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
+# How a full disk shows, depending on who wrote: the OS, SQLite, torch.save's zip writer.
+DISK_FULL = ("No space left on device", "database or disk is full", "unexpected pos")
+
+
+def disk_full(err: BaseException | str | None) -> bool:
+    """Whether an error (or any error it was raised from, or a recorded error message) is a full disk."""
+    if isinstance(err, str):
+        return any(text in err for text in DISK_FULL)
+    while err is not None:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC or any(text in str(err) for text in DISK_FULL):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def run_command(main: Callable[[], int]) -> int:
     """Run a command's ``main``: errors the user can fix -> one line and exit 2; Ctrl-C or SIGTERM before the
     runner installs its own handlers -> one line and exit 130."""
@@ -104,4 +120,10 @@ def run_command(main: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted during start-up, before this session ran any trial", file=sys.stderr)
         return 130
+    except Exception as err:
+        if not disk_full(err):
+            raise
+        print("error: the disk of the run folder is full: every trial that finished is kept in its record; free "
+              "space, then continue the run with --resume <run folder>", file=sys.stderr)
+        return 2  # returned, not raised: exit_now shuts Ray down first
     return 0

@@ -24,7 +24,7 @@ from analysis.summaries import SWAPS, describe_config
 from iakd_core.config import TrialConfig
 from iakd_core.trial import write_json
 
-from .cli import RunError
+from .cli import RunError, disk_full
 from .internals import FidelityAwareOptunaSearch, preload_asha, trial_by_number
 from .ledger import TrialRecord, mark_pruned, read_all
 from .progress import Progress
@@ -96,8 +96,8 @@ def sweep_trial(config: dict[str, Any], base: dict[str, Any], run_dir: str) -> N
 def tell_from_record(study: optuna.Study, number: int, record: TrialRecord, metrics: list[str]) -> bool:
     """Tell the study how trial ``number`` ended, as its record says (its curve, then COMPLETE, PRUNED or FAIL);
     False when the record says it has not ended."""
-    if not record.finished and record.pruned is None:
-        return False
+    if not record.finished and record.pruned is None or disk_full(record.error):
+        return False  # not ended (or ended by a full disk, not by its configuration): re-run it
     live = trial_by_number(study, number)
     live.set_user_attr("epochs", len(record.epochs))
     if len(metrics) == 1:

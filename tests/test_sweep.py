@@ -519,3 +519,24 @@ def test_pool_trains_the_same_points_at_every_fidelity_continues_and_replays(tmp
     outside.write_text(json.dumps([{**points[0], "lr": 0.1}]))
     bad = run(sweep_args(tmp_path / "x", teacher_cache, "x", "--points", str(outside)), timeout=120)
     assert bad.returncode == 2 and "sets lr, which this search space does not ask for" in bad.stderr, bad.stderr
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_once_space_is_back(tmp_path, teacher_cache):
+    """The run folder on a 1.5 MB tmpfs fills during the sweep (students, Ray's files, the study): one error line,
+    exit 2, no traceback; after the filesystem grows, --resume ends with every trial exactly once."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1500k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        full = run(sweep_args(mnt, teacher_cache, "full", "--budget", "6"))
+        errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+        assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr[-3000:]
+        assert len(errors) == 1 and "disk of the run folder is full" in errors[0]
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+        done = run([*SWEEP, "--resume", str(mnt / "full")])
+        assert done.returncode == 0, done.stderr[-3000:]
+        check_accounted_once(mnt / "full", 6)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
