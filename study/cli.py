@@ -67,7 +67,7 @@ def private_ray_environment(address: str | None, resume: str | None = None) -> N
             address = json.loads(Path(resume, "manifest.json").read_text()).get("address")
         except (OSError, ValueError, AttributeError):
             address = None  # the resume itself reports an unreadable run
-    if address:
+    if address or os.environ.get("RAY_ADDRESS"):  # a cluster (ray.init reads RAY_ADDRESS too)
         return
     os.environ.update(LOOPBACK_ENV)
     if "RAY_AUTH_MODE" not in os.environ:

@@ -11,11 +11,12 @@ Keep ``ray[tune]<2.61`` while these exist (pyproject.toml). Private names used:
   the trials finished in earlier sessions, so its stopping decisions match an uninterrupted run.
 * ``AsyncHyperBandScheduler._brackets`` / ``._trial_info`` and ``async_hyperband._Bracket``: :class:`HedgedASHA`
   adds a bracket without rungs and assigns trials to brackets by trial number instead of Ray's unseeded
-  ``np.random.choice``.
+  ``np.random.choice``; :func:`asha_cutoff` is ``_Bracket.cutoff`` (the replay's promotion rule).
 """
 
 from __future__ import annotations
 
+import errno
 import threading
 import warnings
 from collections.abc import Callable
@@ -48,11 +49,13 @@ class FidelityAwareOptunaSearch(OptunaSearch):
     """
 
     def __init__(self, *args: Any, max_epochs: int, adopt: list[int] | None = None,
-                 on_pruned: Callable[[int, int], None] | None = None, **kwargs: Any) -> None:
+                 on_pruned: Callable[[int, int], None] | None = None,
+                 full_disk: Callable[[int], bool] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_epochs = max_epochs
         self.adopt = list(adopt or [])
-        self.on_pruned = on_pruned  # (trial number, epochs): told before the study is
+        self.on_pruned = on_pruned  # (trial number, epochs): noted before the study is told PRUNED
+        self.full_disk = full_disk  # (trial number) -> whether the trial failed because the disk is full
 
     def suggest(self, trial_id: str):
         if trial_id not in self._ot_trials and self.adopt:
@@ -81,6 +84,8 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         epochs = (result or {}).get("training_iteration", 0)
         ot_trial.set_user_attr("epochs", epochs)
         if error:
+            if self.full_disk is not None and self.full_disk(ot_trial.number):  # not the trial's fault: leave it
+                raise OSError(errno.ENOSPC, f"No space left on device (trial {ot_trial.number})")  # RUNNING
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
         else:
             single = not isinstance(self.metric, list)
@@ -90,7 +95,10 @@ class FidelityAwareOptunaSearch(OptunaSearch):
                     ot_trial.report(result[self.metric], epochs)
             if epochs < self.max_epochs:
                 if self.on_pruned is not None:
-                    self.on_pruned(ot_trial.number, epochs)
+                    try:
+                        self.on_pruned(ot_trial.number, epochs)
+                    except OSError:  # the note is a convenience for rebuilding; PRUNED is told regardless
+                        pass
                 self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
             else:
                 values = result[self.metric] if single else [result[m] for m in self.metric]
@@ -115,7 +123,7 @@ class HedgedASHA(ASHAScheduler):
     """ASHA (one bracket, Ray's own stopping logic) plus a bracket without rungs: a trial in it always trains to
     ``max_t``. The bracket of a trial is ``schedulers.hedge_bracket(seed, trial_number, share)``, where
     ``trial_number`` is the Optuna number the search puts into the trial's config (a trial without one, e.g. a
-    plain Tune run, gets Ray's draw: bracket 0)."""
+    plain Tune run, gets bracket 0)."""
 
     def __init__(self, *, share: float, seed: int, **kwargs: Any) -> None:
         super().__init__(brackets=1, **kwargs)
@@ -126,7 +134,12 @@ class HedgedASHA(ASHAScheduler):
     def on_trial_add(self, tune_controller, trial) -> None:
         from .schedulers import hedge_bracket
 
-        super().on_trial_add(tune_controller, trial)  # validation, and Ray's draw among one bracket
+        super().on_trial_add(tune_controller, trial)  # Ray's checks (its random draw is replaced below)
         number = (getattr(trial, "config", None) or {}).get("trial_number")
-        if number is not None:
-            self._trial_info[trial.trial_id] = self._brackets[hedge_bracket(self.seed, number, self.share)]
+        bracket = hedge_bracket(self.seed, number, self.share) if number is not None else 0
+        self._trial_info[trial.trial_id] = self._brackets[bracket]
+
+
+def asha_cutoff(recorded: dict[Any, float], reduction_factor: float) -> float | None:
+    """Ray's ASHA cut-off at a rung holding ``recorded`` values (None when empty): a value below it is stopped."""
+    return _Bracket(1, 1, reduction_factor, 0).cutoff(recorded)

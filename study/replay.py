@@ -170,12 +170,11 @@ def replay_stopping(candidate: Candidate, pool: Pool, order: list, concurrency: 
 
 def replay_promotion(candidate: Candidate, pool: Pool, order: list, concurrency: int = 2) -> Outcome:
     """Complete short runs, the good ones promoted to full runs (promotions first, then new configurations)."""
-    from ray.tune.schedulers.async_hyperband import _Bracket
+    from .internals import asha_cutoff
 
     short, top = candidate.short, pool.max_epochs
     if short not in pool.short:
         raise ValueError(f"the pool has no complete {short}-epoch runs (it has {sorted(pool.short)})")
-    cutoff = _Bracket(1, 1, candidate.rf, 0).cutoff  # Ray's rule: the (1 - 1/rf) quantile of what was recorded
     recorded: dict[Any, float] = {}
     events: list[tuple[float, int, Any, str]] = []
     new, promoted = list(order)[::-1], []
@@ -198,7 +197,7 @@ def replay_promotion(candidate: Candidate, pool: Pool, order: list, concurrency:
         now, _, config, kind = heapq.heappop(events)
         if kind == "short":
             value = float(pool.short[short][config])
-            bar = cutoff(recorded)
+            bar = asha_cutoff(recorded, candidate.rf)  # Ray's rule: the (1 - 1/rf) quantile recorded so far
             recorded[config] = value
             reached[config] = 0
             if bar is None or value >= bar:
@@ -251,7 +250,8 @@ def check_recorded(trials: pd.DataFrame, epochs: pd.DataFrame, manifest: dict[st
     """Replay a recorded ASHA sweep (its trials and epochs tables, its manifest) through a fresh scheduler built
     from its settings, the epochs in the order of their timestamps. One row per trial the scheduler ended (COMPLETE
     or PRUNED; failed ones are replayed but not compared): the epochs it trained (recorded) and the epoch at which
-    the replayed scheduler stops it (replayed)."""
+    the replayed scheduler stops it (replayed). Faithful for a sweep run in one session: a re-run trial's record
+    starts afresh, so rung values its interrupted attempt gave an earlier session are not replayed."""
     from ray.tune.schedulers import TrialScheduler
 
     args, settings = manifest["args"], manifest["settings"]
@@ -259,7 +259,8 @@ def check_recorded(trials: pd.DataFrame, epochs: pd.DataFrame, manifest: dict[st
     number = trials.set_index("trial_id")["trial_number"]
     stopped: dict[str, int] = {}
     added = set()
-    for row in epochs.sort_values("timestamp").itertuples():
+    order = epochs.assign(number=epochs["trial_id"].map(number))
+    for row in order.sort_values(["timestamp", "number", "epoch"], kind="stable").itertuples():
         key = row.trial_id
         if key in stopped:
             continue

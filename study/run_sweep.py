@@ -56,10 +56,10 @@ def share(text: str) -> float:
     return value
 
 
-def above_one(text: str) -> float:
-    value = non_negative_float(text)
-    if value <= 1:
-        raise argparse.ArgumentTypeError(f"{value} must be above 1")
+def above_one(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 2 (a rung keeps the top 1/this)")
     return value
 
 
@@ -89,9 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", choices=SCHEDULERS, default="asha", help="trial scheduler (default asha)")
     p.add_argument("--hedge", type=share, default=None, metavar="SHARE",
                    help="ASHA: share of trials in a bracket that is never stopped early, which also measures how "
-                   "well the rungs rank (preset's default; 0 = plain ASHA)")
+                   "well the rungs rank (default 0: plain ASHA)")
     p.add_argument("--reduction-factor", type=above_one, default=None,
-                   help="ASHA: a rung keeps the top 1/this of the trials (preset's default)")
+                   help="ASHA: a rung keeps the top 1/this of the trials, a whole number (preset's default)")
     p.add_argument("--objective", choices=("acc", "acc+cost"), default="acc",
                    help="maximise val accuracy, or also minimise training seconds (multi-objective)")
     p.add_argument("--search-optimizer", action="store_true", help="also search learning rate and weight decay")
@@ -175,7 +175,10 @@ def read_points(path: str, base: dict[str, Any], space) -> list[dict[str, Any]]:
     if not isinstance(points, list) or not points or not all(isinstance(x, dict) for x in points):
         fail(f"--points {path}: expected a non-empty JSON list of parameter dicts")
     for i, point in enumerate(points):
-        outside = sorted(set(point) - set(realise(space, point)))
+        try:
+            outside = sorted(set(point) - set(realise(space, point)))
+        except (ValueError, TypeError) as err:  # a choice the space does not offer, a null value
+            fail(f"--points {path}: point {i} does not fit this search space ({err})")
         if outside:
             fail(f"--points {path}: point {i} sets {', '.join(outside)}, which this search space does not ask "
                  "for (check --method, --search-optimizer and the point's own choices)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shutil
 import sys
 import time
 import warnings
@@ -26,7 +27,7 @@ from iakd_core.trial import write_json
 
 from .cli import RunError, disk_full
 from .internals import FidelityAwareOptunaSearch, preload_asha, trial_by_number
-from .ledger import TrialRecord, mark_pruned, read_all
+from .ledger import TrialRecord, mark_pruned, read, read_all, record_path
 from .progress import Progress
 from .records import result_tables, trial_row
 from .runner import Session, Tables, student_file, train_and_report, trial_resources
@@ -61,11 +62,11 @@ def objectives(manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
     return ([METRIC, COST], ["max", "min"]) if two else ([METRIC], ["max"])
 
 
-def create_study(run_dir: Path, manifest: dict[str, Any]) -> optuna.Study:
-    """The run's study (created, or loaded when it exists), named, with metric names and the facts a dashboard
-    user needs as study attributes."""
+def create_study(run_dir: Path, manifest: dict[str, Any], storage: Any = None) -> optuna.Study:
+    """The run's study (created, or loaded when it exists; in ``storage`` if given), named, with metric names and
+    the facts a dashboard user needs as study attributes."""
     metrics, modes = objectives(manifest)
-    study = optuna.create_study(storage=storage_url(run_dir, manifest), study_name=manifest["study_name"],
+    study = optuna.create_study(storage=storage or storage_url(run_dir, manifest), study_name=manifest["study_name"],
                                 directions=["maximize" if m == "max" else "minimize" for m in modes],
                                 load_if_exists=True)
     study.set_metric_names(["val_acc" if m == METRIC else "train_seconds" for m in metrics])
@@ -128,54 +129,80 @@ def reconcile(study: optuna.Study, records: dict[str, TrialRecord], metrics: lis
 DAMAGED = ("malformed", "not a database")  # SQLite's words for a damaged file (not for a locked or missing one)
 
 
-def open_study(run_dir: Path, manifest: dict[str, Any], records: dict[str, TrialRecord]) -> optuna.Study:
-    """The run's study, created or loaded. A damaged ``optuna.db`` of the run folder is kept aside as
-    ``optuna.db.damaged-<time>`` and the study rebuilt from the trial records (each holds its point, its curve
-    and how it ended): every ended trial as it ended, a trial that was running left RUNNING to be re-run, numbers
-    kept; a trial number without a record is left RUNNING without parameters and re-run as a new point."""
-    import sqlalchemy
+def damaged(err: BaseException) -> str | None:
+    """SQLite's message when ``err`` (or an error it was raised from: Optuna wraps them) says the file is damaged."""
+    while err is not None:
+        if any(word in str(err) for word in DAMAGED):
+            return str(getattr(err, "orig", None) or err).splitlines()[0]
+        err = err.__cause__ or err.__context__
+    return None
 
+
+def open_study(run_dir: Path, manifest: dict[str, Any], records: dict[str, TrialRecord]) -> optuna.Study:
+    """The run's study, created or loaded. An ``optuna.db`` of the run folder that is damaged, or missing or behind
+    trial records that exist, is kept aside as ``optuna.db.damaged-<time>`` and the study rebuilt from the records
+    (each holds its point, its curve and how it ended): every ended trial as it ended, a trial that was running
+    left RUNNING to be re-run, numbers kept; a number without a record is left RUNNING with the point it was given
+    (``--points``, the reference point) or none, and re-run. Built aside and moved in place at the end."""
+    numbers = sorted(int(k[1:]) for k in records if re.fullmatch(r"t\d+", k))
     try:
         study = create_study(run_dir, manifest)
-        study.get_trials(deepcopy=False)
-        return study
-    except sqlalchemy.exc.DatabaseError as err:
-        if not any(word in str(err) for word in DAMAGED):
+        asked = len(study.get_trials(deepcopy=False))
+        if not numbers or max(numbers) < asked or manifest.get("storage"):
+            return study
+        reason = f"it holds {asked} trials but the records go up to trial {max(numbers)}"
+    except Exception as err:
+        reason = damaged(err)
+        if reason is None:
             raise
-        reason = str(err.orig) if getattr(err, "orig", None) else type(err).__name__
     if manifest.get("storage"):
         raise RunError(f"the study storage {manifest['storage']} is damaged ({reason}); repair or restore it")
-    numbers = sorted(int(k[1:]) for k in records if re.fullmatch(r"t\d+", k))
     missing = [n for n in numbers if records[record_key(n)].params is None]
     if missing:
         raise RunError(f"{run_dir / 'optuna.db'} is damaged ({reason}) and the trial records cannot rebuild it "
                        f"(trial {missing[0]}'s record has no parameters: written before records kept them); "
                        "restore optuna.db from a backup")
-    damaged = run_dir / f"optuna.db.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        if (run_dir / f"optuna.db{suffix}").exists():
-            os.replace(run_dir / f"optuna.db{suffix}", damaged.with_name(damaged.name + suffix))
-    study = create_study(run_dir, manifest)
+    building = run_dir / "optuna.db.rebuilding"
+    building.unlink(missing_ok=True)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{building}")
+    study = create_study(run_dir, manifest, storage)
     space = SearchSpace(manifest["granularities"], manifest["args"]["search_optimizer"], sweep_method(manifest))
     metrics, _ = objectives(manifest)
+    points = manifest.get("points") or [reference_point(sweep_method(manifest))]
     ended = 0
     for number in range(max(numbers, default=-1) + 1):
         record = records.get(record_key(number))
-        if record is not None:
-            study.enqueue_trial(record.params)
+        point = record.params if record is not None else (points[number] if number < len(points) else None)
+        if point is not None:
+            study.enqueue_trial(point)
         trial = study.ask()
+        if point is not None:
+            space(trial)  # the point, with the distributions the space gives it
         if record is not None:
-            space(trial)  # the recorded point, with the distributions the space gives it
             ended += tell_from_record(study, number, record, metrics)
-    for point in (manifest.get("points") or [])[max(numbers, default=-1) + 1:]:
+    for point in points[max(numbers, default=-1) + 1:]:
         study.enqueue_trial(point)
-    print(f"{run_dir / 'optuna.db'} was damaged ({reason}): kept as {damaged.name}; the study was rebuilt from "
-          f"{len(numbers)} trial records ({ended} ended, the rest re-run)", file=sys.stderr, flush=True)
-    return study
+    storage.engine.dispose()
+    aside = run_dir / f"optuna.db.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        if (run_dir / f"optuna.db{suffix}").exists():
+            os.replace(run_dir / f"optuna.db{suffix}", aside.with_name(aside.name + suffix))
+    os.replace(building, run_dir / "optuna.db")
+    print(f"{run_dir / 'optuna.db'} was damaged ({reason}): kept as {aside.name} (if it existed); the study was "
+          f"rebuilt from {len(numbers)} trial records ({ended} ended, the rest re-run)", file=sys.stderr, flush=True)
+    return create_study(run_dir, manifest)
 
 
 def note_pruned(run_dir: str, number: int, epochs: int) -> None:
     mark_pruned(run_dir, record_key(number), epochs)
+
+
+def failed_on_full_disk(run_dir: Path, number: int) -> bool:
+    """Whether trial ``number`` failed because the disk is full (its record says so, or less than 1 MiB is free)."""
+    path = record_path(run_dir, record_key(number))
+    if path.exists() and disk_full(read(path).error):
+        return True
+    return shutil.disk_usage(run_dir).free < 2**20
 
 
 def bracket(manifest: dict[str, Any], number: int) -> int:
@@ -217,7 +244,8 @@ class SweepKind:
             sampler=make_sampler(args["sampler"], args["seed"] + len(manifest["sessions"])),
             seed=args["seed"], storage=optuna.storages.RDBStorage(storage_url(run_dir, manifest)),
             study_name=manifest["study_name"], max_epochs=settings["max_epochs"], adopt=adopt,
-            on_pruned=functools.partial(note_pruned, str(run_dir)))
+            on_pruned=functools.partial(note_pruned, str(run_dir)),
+            full_disk=functools.partial(failed_on_full_disk, run_dir))
         scheduler = make_scheduler(args["scheduler"], settings, args["seed"])
         if args["scheduler"] == "asha":  # earlier sessions' trials in ASHA's bracket, as if it had seen them
             preload_asha(scheduler, {str(t.number): [e[METRIC] for e in records[record_key(t.number)].epochs]

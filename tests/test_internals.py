@@ -96,3 +96,21 @@ def test_rung_epochs_are_the_milestones_ray_asha_builds(top, grace, rf):
     milestones = sorted(int(m) for m, _ in scheduler._brackets[0]._rungs)
     assert rung_epochs({"max_epochs": top, "grace_epochs": grace, "reduction_factor": rf}) == \
         tuple(m for m in milestones if m < top)
+
+
+def test_hedged_asha_and_the_cutoff_rest_on_rays_bracket_internals():
+    """HedgedASHA adds a rungless bracket and assigns trials itself; asha_cutoff is Ray's rung cut-off."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from study.internals import HedgedASHA, asha_cutoff
+
+    scheduler = HedgedASHA(share=0.5, seed=0, metric="val_acc", mode="max", time_attr="training_iteration",
+                           max_t=9, grace_period=1, reduction_factor=3)
+    assert [len(b._rungs) for b in scheduler._brackets] == [3, 0]  # rungs 1, 3, 9 (= max_t); none
+    trial = SimpleNamespace(trial_id="x", config={})
+    scheduler.on_trial_add(None, trial)
+    assert scheduler._trial_info["x"] is scheduler._brackets[0]  # no trial number: ASHA's bracket
+    assert asha_cutoff({}, 3) is None
+    assert asha_cutoff({"a": 1.0, "b": 2.0, "c": 4.0}, 3) == np.nanpercentile([1.0, 2.0, 4.0], 100 * (1 - 1 / 3))

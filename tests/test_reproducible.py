@@ -14,12 +14,14 @@ TIMING = ("seconds", "images_per_second")
 
 
 def test_a_seed_reproduces_a_teacher_and_a_trial_bit_for_bit(tmp_path):
-    torch.set_num_threads(1)
+    assert torch.get_num_threads() == 1  # tests/conftest.py: one process setting
     metas, students, finals = [], [], []
     for run in ("a", "b"):
         cfg = preset_config("smoke", "iakd", teacher_cache=str(tmp_path / run), precision="fp32", swap_p0=0.5,
                             kd_weight=0.5, threads=1)
-        metas.append(get_teacher(TrialConfig.from_dict(cfg))[1])
+        _, meta, cached = get_teacher(TrialConfig.from_dict(cfg))
+        assert not cached  # trained here, twice
+        metas.append(meta)
         final = run_trial(cfg, student_file=tmp_path / run / "student.pt")
         finals.append({k: v for k, v in final.items() if not any(t in k for t in TIMING)})
         students.append(torch.load(tmp_path / run / "student.pt", weights_only=True))

@@ -270,7 +270,9 @@ def damaged_study_is_rebuilt_from_the_records(run_dir: Path, budget: int) -> Non
     record = sorted((run_dir / "trials").glob("*.jsonl"))[0]
     record.write_text("".join(line for line in record.read_text().splitlines(keepends=True)
                               if '"kind": "params"' not in line))
-    db.write_bytes(db.read_bytes()[:3000])
+    data = bytearray(db.read_bytes())  # this time the header stays and pages after it are overwritten
+    data[4096:12288] = b"\xff" * 8192
+    db.write_bytes(bytes(data))
     damaged = db.read_bytes()
     bad = run([*SWEEP, "--resume", str(run_dir)])
     errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
@@ -452,8 +454,14 @@ def test_private_ray_listens_on_loopback_only_with_a_session_token_in_no_file(tm
     read_until(proc, lambda line: "| 2 running |" in line)
     pids = descendants(proc.pid)
     addresses = listening(pids)
-    workers = [p for p in pids if "ImplicitFunc" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")]
-    environ = [Path(f"/proc/{p}/environ").read_bytes() for p in workers]
+    workers, environ = [], []
+    for pid in pids:
+        try:
+            if "ImplicitFunc" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+                environ.append(Path(f"/proc/{pid}/environ").read_bytes())
+                workers.append(pid)
+        except OSError:  # a process that ended meanwhile
+            continue
     proc.communicate(timeout=600)
     assert proc.returncode == 0
     assert len(addresses) >= 4, addresses  # GCS, raylet, agents, workers: really measured
