@@ -295,9 +295,9 @@ def learning_curves(run: Run, out: Path) -> list[Path]:
     return save(fig, out, "learning_curves")
 
 
-SWEEP_FIGURES = (best_so_far, learning_curves, importance, schedules, accuracy_vs_swap, parallel, pareto,
+SWEEP_PLOTS = (best_so_far, learning_curves, importance, schedules, accuracy_vs_swap, parallel, pareto,
                  compatibility)
-ABLATION_FIGURES = (ablation_bars, compatibility)
+ABLATION_PLOTS = (ablation_bars, compatibility)
 
 
 def plot_run(run: Run, out: Path | None = None) -> list[Path]:
@@ -305,7 +305,7 @@ def plot_run(run: Run, out: Path | None = None) -> list[Path]:
     sns.set_theme(**STYLE)
     plt.rcParams["svg.hashsalt"] = "iakd"
     out = run.path / "figures" if out is None else out
-    figures = ABLATION_FIGURES if run.kind == "ablation" else SWEEP_FIGURES
+    figures = ABLATION_PLOTS if run.kind == "ablation" else SWEEP_PLOTS
     paths: list[Path] = []
     for fn in figures:
         np.random.seed(0)  # seaborn's strip-plot jitter draws from numpy's global generator

@@ -37,6 +37,7 @@ from analysis.tables import (
     best_uses_kd,
     comparisons_vs_best,
     compatibility_table,
+    fmt_p,
     method_comparisons,
     methods_by_setting,
     seed_table,
@@ -179,7 +180,8 @@ def sensitivity_section(s: Sensitivity, h: str = "##") -> list[str]:
     else:
         c = s.control
         out.append(f"- Positive control, KD vs the student alone: Δ = {c['delta']:+.2f} points (95 % CI "
-                   f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], Holm-adjusted p = {_p(c['p_holm'])}, n = {int(c['n'])} "
+                   f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], Holm-adjusted p = {fmt_p(c['p_holm'])}, "
+                   f"n = {int(c['n'])} "
                    f"seeds): **{'passes' if s.control_passes else 'FAILS'}** (needs the CI above 0 and "
                    f"p < {ALPHA}).")
     if s.teacher_test_acc is not None and s.student_test_acc is not None:
@@ -199,10 +201,6 @@ def sensitivity_section(s: Sensitivity, h: str = "##") -> list[str]:
     out += [f"- **Warning**: {w}." for w in s.warnings] or ["- No warnings: the comparisons below can detect "
                                                             "effects of the sizes shown."]
     return out + [""]
-
-
-def _p(p: float) -> str:
-    return "n/a" if p != p else f"{p:.3f}"
 
 
 SWEEP_FIGURES = Path("figures") / "sweep"  # an ablation report's copy of its sweep's figures

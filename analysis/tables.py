@@ -17,7 +17,7 @@ def _ok(trials: pd.DataFrame) -> pd.DataFrame:
         trials.iloc[0:0]
 
 
-def _fmt_p(p: float) -> str:
+def fmt_p(p: float) -> str:
     return "n/a" if p != p else (f"{p:.3f}" if p >= 0.001 else "<0.001")
 
 
@@ -101,8 +101,8 @@ def table1(run: Run) -> pd.DataFrame:
                 continue
             c = comparisons.loc[(arm, ref)] if (arm, ref) in comparisons.index else None
             row[f"Δ vs {ref} [95% CI]"] = "—" if c is None else fmt_delta(c)
-            row[f"p vs {ref}"] = "—" if c is None else _fmt_p(c["p_ttest"])
-            row[f"p_holm vs {ref}"] = "—" if c is None else _fmt_p(c["p_holm"])
+            row[f"p vs {ref}"] = "—" if c is None else fmt_p(c["p_ttest"])
+            row[f"p_holm vs {ref}"] = "—" if c is None else fmt_p(c["p_holm"])
         rows.append(row)
     table = pd.DataFrame(rows)
     return table if "label" in run.trials else table.drop(columns="what", errors="ignore")
@@ -140,7 +140,7 @@ def comparisons_vs_best(run: Run, factor: str) -> pd.DataFrame:
     for c in paired_table(wide, [(arm, reference) for arm in arms]).to_dict("records"):
         rows.append({"arm": c["arm"], "change": describe_change(run, c["arm"], reference),
                      "test acc (%)": fmt_mean_std(wide[c["arm"]]), column: fmt_delta(c),
-                     "p": _fmt_p(c["p_ttest"]), "p_holm": _fmt_p(c["p_holm"])})
+                     "p": fmt_p(c["p_ttest"]), "p_holm": fmt_p(c["p_holm"])})
     return pd.DataFrame(rows)
 
 

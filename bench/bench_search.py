@@ -30,14 +30,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from iakd_core.console import fail
+
 ROOT = Path(__file__).resolve().parent.parent
 STRATEGIES = (("tpe", "asha"), ("random", "fifo"))
-
-
-def fail(message: str) -> None:
-    """Bad input: one line, exit code 2."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def sweep(preset: str, budget: int, seed: int, sampler: str, scheduler: str, out: Path,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, TrialConfig, fields_where
+from .console import fail
 from .methods import method_overrides
 from .presets import DEFAULT_PRESET, PRESETS, preset_config
 
@@ -81,12 +82,6 @@ def config_from_args(args: argparse.Namespace, skip: frozenset[str] = frozenset(
     if method is not None:
         base.update(method_overrides(method))
     return TrialConfig.from_dict(base, **overrides)
-
-
-def fail(message: str) -> None:
-    """One line on stderr, exit code 2: the project's answer to bad input."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def check_output_dir(folder: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from .hybrid import STUDENT_BN_MODES, TEACHER_BN_MODES
 from .methods import HYPERPARAMETERS, METHODS
-from .schedules import PARAMS, PROFILES, SCHEDULES, SWAP_MODES
+from .schedules import PARAMS, PROFILES, SCHEDULES, SWAP_MODES, schedule_params
 
 
 class ConfigError(ValueError):
@@ -162,7 +162,7 @@ class TrialConfig:
 
     def schedule_params(self) -> dict[str, float]:
         """The parameters the chosen swap schedule uses, by their short names (p0, p1, step_at, ramp_k)."""
-        return {p: getattr(self, f"swap_{p}") for p in SCHEDULES[self.swap_schedule].params}
+        return schedule_params(vars(self))
 
     @property
     def feature_kind(self) -> str:
@@ -181,7 +181,7 @@ class TrialConfig:
                 raise ConfigError(f"unknown architecture {role}={getattr(self, role)!r}; choose one of: "
                                   f"{', '.join(MODELS)} (or any wrn_D_K)")
         if self.method == "iakd":
-            missing = [f"swap_{p}" for p, v in self.schedule_params().items() if v is None]
+            missing = [f"swap_{p}" for p in SCHEDULES[self.swap_schedule].params if p not in self.schedule_params()]
             if missing:
                 raise ConfigError(f"swap_schedule={self.swap_schedule!r} needs {', '.join(missing)}; set them")
         if self.method == "student" and (self.kd_weight or self.feature_weight or self.student_ce_weight):

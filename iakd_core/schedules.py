@@ -16,8 +16,9 @@ columns. A new parameter is one ``PARAMS`` entry; a new schedule one decorated f
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -101,6 +102,17 @@ def schedule_value(name: str, t: float, **params: float) -> float:
     """p(t) of the named schedule, clipped to [0, 1]; extra params (used by other schedules) are ignored."""
     spec = SCHEDULES[name]
     return clip01(spec.fn(min(1.0, max(0.0, t)), **{k: params[k] for k in spec.params}))
+
+
+def schedule_params(config: Mapping[str, Any]) -> dict[str, float]:
+    """The parameters a config's swap schedule uses (registry order, short names: p0, p1, step_at, ramp_k), read from
+    its ``swap_<name>`` keys; one the config leaves unset (None, or NaN in a table row) is left out, and an unknown
+    or missing schedule has none."""
+    spec = SCHEDULES.get(config.get("swap_schedule"))
+    if spec is None:
+        return {}
+    values = {p: config.get(f"swap_{p}") for p in spec.params}
+    return {p: v for p, v in values.items() if v is not None and v == v}
 
 
 def mean_probability(name: str, points: int = 1001, **params: float) -> float:

@@ -22,7 +22,6 @@ only reads a table; ``build_table`` (the drivers) writes one; ``kd_targets="onli
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from filelock import FileLock
 
 from .config import TrialConfig, stable_hash
 from .data import DataSplits, augmentation_variants, variant_images
+from .files import save_torch, write_json
 from .teacher import TeacherCacheError
 from .train import MIN_TABLE_BATCH, autocast, cpu_has_native_bf16, resolve_precision
 
@@ -130,16 +130,11 @@ def build_table(cfg: TrialConfig, network: torch.nn.Module, teacher_meta: dict[s
         cached = table is not None
         if table is None:
             table = compute_table(network, data, cfg, device, progress)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            try:
-                torch.save({"logits": table}, tmp)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)  # never leave a partial file in the teacher cache
-            path.with_suffix(".json").write_text(json.dumps(
-                {"teacher_sha256": teacher_meta["sha256"], "dataset": data.identity, "shape": list(table.shape),
-                 "dtype": str(table.dtype), "crop_padding": cfg.crop_padding, "flip": cfg.flip,
-                 "seconds": round(time.perf_counter() - started, 2)}, indent=2) + "\n")
+            save_torch({"logits": table}, path)
+            write_json(path.with_suffix(".json"),
+                       {"teacher_sha256": teacher_meta["sha256"], "dataset": data.identity, "shape": list(table.shape),
+                        "dtype": str(table.dtype), "crop_padding": cfg.crop_padding, "flip": cfg.flip,
+                        "seconds": round(time.perf_counter() - started, 2)})
             _LOADED[path] = table
     return table, {"file": path.name, "shape": list(table.shape), "cached": cached,
                    "seconds": round(time.perf_counter() - started, 2)}

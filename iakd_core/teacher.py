@@ -7,9 +7,7 @@ A file that does not load, or whose metadata does not match the key, raises :cla
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -21,6 +19,7 @@ from filelock import FileLock
 from .config import TrialConfig, fields_where, stable_hash
 from .data import DataSplits, load_splits, load_test
 from .factors import reproducibility_factors
+from .files import file_sha256, save_torch, write_json
 from .methods import method_overrides
 from .models import Backbone, build_model
 
@@ -49,14 +48,6 @@ def teacher_key(cfg: TrialConfig) -> str:
 
 def teacher_path(cfg: TrialConfig) -> Path:
     return Path(cfg.teacher_cache).expanduser().resolve() / f"{cfg.teacher}-{cfg.dataset}-{teacher_key(cfg)}.pt"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -114,12 +105,8 @@ def train_teacher(cfg: TrialConfig, device: torch.device | None = None,
             "factors": reproducibility_factors(device, resolve_precision(recipe.precision, device)),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     path = teacher_path(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
-    meta["sha256"] = file_sha256(tmp)
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    meta["sha256"] = save_torch({k: v.cpu() for k, v in model.state_dict().items()}, path)
+    write_json(path.with_suffix(".json"), meta)
     return model.cpu(), meta
 
 

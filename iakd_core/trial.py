@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +12,7 @@ import torch
 
 from .config import TrialConfig
 from .data import load_splits, load_test
+from .files import save_torch, write_json
 from .methods import build_method
 from .models import build_model
 from .targets import build_table, load_table, needs_kd_logits_only, table_applies
@@ -54,18 +53,7 @@ def prepare_kd_targets(cfg: TrialConfig, teacher, teacher_meta: dict[str, Any], 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
     """A CPU, contiguous ``state_dict`` written atomically (loadable with ``torch.load(..., weights_only=True)``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({k: v.detach().to("cpu").contiguous() for k, v in state.items()}, tmp)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """JSON written atomically (a temporary file of this process, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    save_torch({k: v.detach().to("cpu").contiguous() for k, v in state.items()}, path)
 
 
 def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, Any]], None] | None = None,

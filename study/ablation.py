@@ -37,8 +37,8 @@ from iakd_core.schedules import mean_probability
 
 from .ledger import TrialRecord, read_all
 from .progress import Progress
-from .records import result_tables, trial_row
 from .runner import Session, Tables, train_and_report, trial_resources
+from .tables import result_tables, trial_row
 
 CONVENTIONAL = tuple(m for m in METHODS if m != "iakd")  # student, kd, fitnet, at
 PAPER = "iakd_paper_default"

@@ -1,54 +1,29 @@
-"""What the command lines of study/ share: one-line errors (exit 2), argument types, the output-folder check,
-and ``main`` wrapping that turns known problems into one line and an interrupt into exit 130."""
+"""What the command lines of study/ share beyond iakd_core/console.py: the private Ray environment, the run error,
+the interrupt flag, the full-disk test, and ``main`` wrapping that turns known problems into one line and an interrupt
+into exit 130."""
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import os
 import secrets
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+
+from iakd_core.console import fail
 
 MLFLOW_DEFAULT = "mlflow.db"  # --mlflow without a URI: a SQLite store in the run folder (resolved per session)
 
 
+INTERRUPTED = threading.Event()  # set by the runner's SIGINT/SIGTERM handler (study/runner.py)
+
+
 class RunError(RuntimeError):
     """A problem the user can fix (bad folder, missing resources); the message says what to do."""
-
-
-def fail(message: str) -> None:
-    """One line on stderr, exit code 2: the project's answer to bad input."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's usage dump -> the project's one-line error, exit 2
-        fail(message)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
-    return value
 
 
 # Ray 2.60 binds its servers to loopback only when the node IP it advertises is loopback, and it replaces a loopback

@@ -17,7 +17,6 @@ Keep ``ray[tune]<2.61`` while these exist (pyproject.toml). Private names used:
 from __future__ import annotations
 
 import errno
-import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +26,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.schedulers.async_hyperband import _Bracket
 from ray.tune.search.optuna import OptunaSearch
 
-INTERRUPTED = threading.Event()  # set by the runner's SIGINT/SIGTERM handler (study/runner.py)
+from .cli import INTERRUPTED
 
 
 def trial_by_number(study: optuna.Study, number: int) -> optuna.trial.Trial:

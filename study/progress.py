@@ -9,10 +9,7 @@ from typing import Any
 
 from ray import tune
 
-
-def fmt_seconds(s: float) -> str:
-    s = int(max(s, 0))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+from iakd_core.console import fmt_seconds
 
 
 class Progress(tune.Callback):

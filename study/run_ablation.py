@@ -13,31 +13,18 @@ SIGTERM stops it (exit 130); --resume runs only the (arm, seed) trials that have
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
+from iakd_core.console import guard_startup
 
-# Ctrl-C or SIGTERM while the imports below load torch and Ray (a few seconds): one line and exit 130, not a
-# traceback. Nothing is written yet, so the process ends at once (unwinding through a half-imported C extension
-# fails); study.cli.run_command takes over once the imports are done.
-for _signal in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(_signal, lambda *_: (print("interrupted during start-up, before any trial", file=sys.stderr,
-                                             flush=True), os._exit(130)))
+guard_startup("before any trial")  # Ctrl-C while the imports below load torch and Ray: one line, exit 130
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from iakd_core.cli import check_output_dir
-from study.cli import (
-    MLFLOW_DEFAULT,
-    OneLineParser,
-    exit_now,
-    fail,
-    positive_int,
-    private_ray_environment,
-    run_command,
-)
+from iakd_core.console import OneLineParser, fail, positive_int
+from study.cli import MLFLOW_DEFAULT, exit_now, private_ray_environment, run_command
 
 SEED_OFFSET = 1000  # ablation seeds = sweep seed + SEED_OFFSET + i: never a seed the sweep trained with
 

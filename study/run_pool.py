@@ -26,9 +26,9 @@ from typing import Any
 import pandas as pd
 
 from iakd_core.cli import check_output_dir
+from iakd_core.console import OneLineParser, fail, fmt_seconds, positive_int
+from iakd_core.files import write_json
 from iakd_core.presets import PRESETS
-from iakd_core.trial import write_json
-from study.cli import OneLineParser, fail, positive_int
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN_KEYS = ("preset", "size", "seed", "fidelities")
@@ -102,7 +102,7 @@ def curves(pool_dir: Path, plan: dict[str, Any]) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from study.run_study import Forwarder, clock, stage_status
+    from study.run_study import Forwarder, stage_status
 
     args = build_parser().parse_args(argv)
     if args.preset not in PRESETS:
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                        "--output-dir", str(run.parent), *paths]
         else:
             command = ["--resume", str(run)]
-        print(f"{head}: {'starting' if status == 'new' else 'resuming'} | elapsed {clock(time.time() - started)}",
+        print(f"{head}: {'starting' if status == 'new' else 'resuming'} | elapsed {fmt_seconds(time.time() - started)}",
               flush=True)
         stage_start = time.time()
         code = forwarder.run([sys.executable, str(ROOT / "study" / "run_sweep.py"), *command])
@@ -154,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             return 130 if why == "interrupted" else code
     table = curves(pool_dir, plan)
     table.to_csv(pool_dir / "curves.csv", index=False, float_format="%.4f")
+    spent = fmt_seconds(sum(s["seconds"] for s in record["stages"].values()))
     print(f"pool done: {table.groupby('fidelity')['config'].nunique().to_dict()} configurations per fidelity in "
-          f"{clock(sum(s['seconds'] for s in record['stages'].values()))} -> {pool_dir / 'curves.csv'}", flush=True)
+          f"{spent} -> {pool_dir / 'curves.csv'}", flush=True)
     return 0
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.cli import OneLineParser, fail, positive_int
+from iakd_core.console import OneLineParser, fail, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:

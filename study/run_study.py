@@ -18,29 +18,26 @@ and exits 130. Duration on 2 cores: README.md ("One command for the whole study"
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
+from iakd_core.console import guard_startup
 
-# Ctrl-C or SIGTERM while the imports below load torch (a second or two): one line and exit 130, nothing written.
-for _signal in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(_signal, lambda *_: (print("interrupted during start-up, before any stage", file=sys.stderr,
-                                             flush=True), os._exit(130)))
+guard_startup("before any stage")  # Ctrl-C while the imports below load torch and Ray: one line, exit 130
 
 import argparse
 import ctypes
 import json
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from iakd_core.cli import check_output_dir
 from iakd_core.config import METHOD_NAMES
+from iakd_core.console import OneLineParser, fail, fmt_seconds, positive_int
+from iakd_core.files import write_json
 from iakd_core.methods import searched_hyperparameters
 from iakd_core.presets import PRESETS, STUDY_PRESETS
-from iakd_core.trial import write_json
-from study.cli import OneLineParser, fail, positive_int
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN_KEYS = ("presets", "budget", "seeds", "arms", "tune_baselines")  # what a re-run must repeat to continue
@@ -161,10 +158,6 @@ def _die_with_parent() -> None:
         pass  # not Linux: an orphaned stage finishes on its own
 
 
-def clock(seconds: float) -> str:
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-
-
 def stage_seconds(stage: dict[str, Any], record: dict[str, Any], study_dir: Path) -> float | None:
     """How long a finished stage took: as this study recorded it, else its run's own wall time (a stage made by
     hand, before the study command took the folder over)."""
@@ -184,7 +177,7 @@ def eta(stages: list[dict[str, Any]], record: dict[str, Any], study_dir: Path, i
     rest = stages[index:]
     if any(s["kind"] not in spent for s in rest):
         return "ETA after one sweep and one ablation have run"
-    return f"ETA ~{clock(sum(sum(spent[s['kind']]) / len(spent[s['kind']]) for s in rest))}"
+    return f"ETA ~{fmt_seconds(sum(sum(spent[s['kind']]) / len(spent[s['kind']]) for s in rest))}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         command = stage["new"] if status == "new" else [f"run_{stage['kind']}.py", "--resume", str(run_dir)]
         if args.address:
             command += ["--address", args.address]
-        print(f"{head}: {'starting' if status == 'new' else 'resuming'} | elapsed {clock(time.time() - started)} | "
+        elapsed = fmt_seconds(time.time() - started)
+        print(f"{head}: {'starting' if status == 'new' else 'resuming'} | elapsed {elapsed} | "
               f"{eta(stages, record, study_dir, index)}", flush=True)
         stage_start = time.time()
         code = forwarder.run([sys.executable, str(ROOT / "study" / command[0]), *command[1:]])
@@ -236,12 +230,12 @@ def main(argv: list[str] | None = None) -> int:
             return 130 if why == "interrupted" else code
     ablations = [str(study_dir / s["dir"]) for s in stages if s["kind"] == "ablation"]
     print(f"[study {total}/{total}] report over {len(ablations)} setting(s) | elapsed "
-          f"{clock(time.time() - started)}", flush=True)
+          f"{fmt_seconds(time.time() - started)}", flush=True)
     code = forwarder.run([sys.executable, str(ROOT / "analysis" / "report.py"), *ablations, "--out", str(study_dir)])
     if code == 0:
         record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_json(study_dir / "study.json", record)
-        print(f"study done in {clock(time.time() - started)} -> {study_dir / 'report.md'}", flush=True)
+        print(f"study done in {fmt_seconds(time.time() - started)} -> {study_dir / 'report.md'}", flush=True)
     return code
 
 

@@ -13,16 +13,9 @@ after a hard kill. Open the study with: optuna-dashboard sqlite:///<run>/optuna.
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
+from iakd_core.console import guard_startup
 
-# Ctrl-C or SIGTERM while the imports below load torch and Ray (a few seconds): one line and exit 130, not a
-# traceback. Nothing is written yet, so the process ends at once (unwinding through a half-imported C extension
-# fails); study.cli.run_command takes over once the imports are done.
-for _signal in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(_signal, lambda *_: (print("interrupted during start-up, before any trial", file=sys.stderr,
-                                             flush=True), os._exit(130)))
+guard_startup("before any trial")  # Ctrl-C while the imports below load torch and Ray: one line, exit 130
 
 import argparse
 import time
@@ -31,19 +24,11 @@ from typing import Any
 
 from iakd_core.cli import check_output_dir, read_config_file
 from iakd_core.config import METHOD_NAMES, TrialConfig
+from iakd_core.console import OneLineParser, fail, non_negative_float, positive_int
 from iakd_core.methods import searched_hyperparameters
 from iakd_core.presets import DEFAULT_PRESET, PRESETS, preset_config
 from iakd_core.units import architecture_granularities
-from study.cli import (
-    MLFLOW_DEFAULT,
-    OneLineParser,
-    exit_now,
-    fail,
-    non_negative_float,
-    positive_int,
-    private_ray_environment,
-    run_command,
-)
+from study.cli import MLFLOW_DEFAULT, exit_now, private_ray_environment, run_command
 from study.schedulers import SCHEDULERS
 
 SAMPLERS = ("tpe", "random", "qmc")

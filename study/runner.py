@@ -37,15 +37,15 @@ from iakd_core import run_trial
 from iakd_core.config import TrialConfig
 from iakd_core.data import load_splits
 from iakd_core.factors import reproducibility_factors
+from iakd_core.files import write_json
 from iakd_core.teacher import get_teacher
 from iakd_core.train import pick_device, resolve_precision
-from iakd_core.trial import prepare_kd_targets, write_json
+from iakd_core.trial import prepare_kd_targets
 
-from .cli import MLFLOW_DEFAULT, RunError
-from .internals import INTERRUPTED
+from .cli import INTERRUPTED, MLFLOW_DEFAULT, RunError
 from .ledger import Recorder
 from .progress import Progress
-from .records import environment, now, write_tables
+from .tables import environment, now, write_tables
 
 
 @dataclass

@@ -23,16 +23,16 @@ import optuna
 
 from analysis.summaries import SWAPS, describe_config
 from iakd_core.config import TrialConfig
-from iakd_core.trial import write_json
+from iakd_core.files import write_json
 
 from .cli import RunError, disk_full
 from .internals import FidelityAwareOptunaSearch, preload_asha, trial_by_number
 from .ledger import TrialRecord, mark_pruned, read, read_all, record_path
 from .progress import Progress
-from .records import result_tables, trial_row
 from .runner import Session, Tables, student_file, train_and_report, trial_resources
 from .schedulers import hedge_bracket, make_scheduler
 from .space import SearchSpace, reference_point, to_trial_config
+from .tables import result_tables, trial_row
 
 METRIC = "val_acc"
 COST = "train_seconds_total"

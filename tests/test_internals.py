@@ -7,7 +7,8 @@ import optuna
 import pytest
 from ray.tune.schedulers import ASHAScheduler
 
-from study.internals import INTERRUPTED, FidelityAwareOptunaSearch, preload_asha, trial_by_number
+from study.cli import INTERRUPTED
+from study.internals import FidelityAwareOptunaSearch, preload_asha, trial_by_number
 
 
 def space(trial) -> None:

@@ -83,7 +83,8 @@ import iakd_core, optuna
 from iakd_core.config import ConfigError, TrialConfig
 from study.space import SearchSpace, to_trial_config
 from study.ledger import TrialRecord
-from study.records import schedule_params, trial_row
+from iakd_core.schedules import schedule_params
+from study.tables import trial_row
 assert iakd_core.__file__.startswith(COPY), iakd_core.__file__
 cfg = TrialConfig.from_dict({"swap_schedule": "exp", "swap_half_life": 0.25})
 assert cfg.schedule_params() == {"p0": 0.5, "half_life": 0.25}

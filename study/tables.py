@@ -17,21 +17,16 @@ from typing import Any
 
 import pandas as pd
 
-from iakd_core.schedules import SCHEDULES, mean_probability, schedule_value
+from iakd_core.files import write_parquet
+from iakd_core.schedules import mean_probability, schedule_params, schedule_value
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def write_table(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".tmp.parquet")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
-
-
 def write_tables(run_dir: Path, trials: pd.DataFrame, epochs: pd.DataFrame) -> None:
-    write_table(trials, run_dir / "trials.parquet")
-    write_table(epochs, run_dir / "epochs.parquet")
-    write_table(schedule_curves(trials), run_dir / "schedules.parquet")
+    write_parquet(trials, run_dir / "trials.parquet")
+    write_parquet(epochs, run_dir / "epochs.parquet")
+    write_parquet(schedule_curves(trials), run_dir / "schedules.parquet")
 
 
 def git_commit() -> str | None:
@@ -77,15 +72,6 @@ def schedule_curves(trials: pd.DataFrame, points: int = 51) -> pd.DataFrame:
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-def schedule_params(config: dict[str, Any]) -> dict[str, float]:
-    """The swap-schedule parameters a trial's config sets (by their short names), from the schedule registry."""
-    spec = SCHEDULES.get(config.get("swap_schedule"))
-    if spec is None:
-        return {}
-    return {p: config[f"swap_{p}"] for p in spec.params
-            if config.get(f"swap_{p}") is not None and config[f"swap_{p}"] == config[f"swap_{p}"]}
 
 
 def mean_swap_probability(config: dict[str, Any]) -> float:

@@ -1,0 +1,62 @@
+"""What every command line of the project shares: the one-line error (exit 2), an argument parser that answers
+with it, argument types, durations for progress lines, and the start-up interrupt guard.
+
+Imports nothing heavy (no torch, Ray or Optuna; ``iakd_core/__init__`` loads its modules lazily), so a script can
+call :func:`guard_startup` before its own imports load them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+
+def guard_startup(before: str) -> None:
+    """Call first in a script, before its imports load torch and Ray (a few seconds): Ctrl-C or SIGTERM then prints
+    one line and exits 130, not a traceback. Nothing is written yet, so the process ends at once (unwinding through
+    a half-imported C extension fails); ``study.cli.run_command`` takes over once the imports are done."""
+    def stop(*_: object) -> None:
+        print(f"interrupted during start-up, {before}", file=sys.stderr, flush=True)
+        os._exit(130)
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, stop)
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit code 2: the project's answer to bad input."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def fmt_seconds(s: float) -> str:
+    """A duration for a progress line: ``4m05s``, ``1h02m``."""
+    s = int(max(s, 0))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's usage dump -> the project's one-line error, exit 2
+        fail(message)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
