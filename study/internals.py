@@ -105,6 +105,37 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
+class _StudyWithoutPruned:
+    """A study as a sampler reads it, minus its PRUNED trials (everything else passes through)."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False):
+        states = tuple(s for s in (states or tuple(optuna.trial.TrialState)) if s != optuna.trial.TrialState.PRUNED)
+        return self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+
+
+class TPEWithoutPruned(optuna.samplers.TPESampler):
+    """Optuna's TPE told nothing about PRUNED trials: it learns from COMPLETE (full-fidelity) trials only, and its
+    random start-up lasts until ``n_startup_trials`` of them exist. Stock TPE ranks PRUNED trials by their last
+    intermediate value below every COMPLETE one (``_split_trials``); this variant measures what that information
+    is worth under a biased rung (``--sampler tpe-complete``, bench/bench_search.py). Relies on TPE reading trials
+    through ``study._get_trials`` (pinned in tests/test_internals.py)."""
+
+    def infer_relative_search_space(self, study, trial):
+        return super().infer_relative_search_space(_StudyWithoutPruned(study), trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return super().sample_relative(_StudyWithoutPruned(study), trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return super().sample_independent(_StudyWithoutPruned(study), trial, param_name, param_distribution)
+
+
 def preload_asha(scheduler: ASHAScheduler, curves: dict[str, list[float]]) -> int:
     """Record earlier sessions' trials in every rung they reached (``curves``: key -> metric per epoch, epoch 1
     first), as if this scheduler had seen them. Returns the number of rung entries added."""

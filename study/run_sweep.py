@@ -31,7 +31,7 @@ from iakd_core.units import architecture_granularities
 from study.cli import MLFLOW_DEFAULT, exit_now, private_ray_environment, run_command
 from study.schedulers import SCHEDULERS
 
-SAMPLERS = ("tpe", "random", "qmc")
+SAMPLERS = ("tpe", "random", "qmc", "tpe-complete")  # study.sweep.make_sampler builds them
 
 
 def share(text: str) -> float:
@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-trial", type=non_negative_float, default=None,
                    help="GPUs per trial (fractions share a GPU; 0 = CPU trials)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training")
-    p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default tpe)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default tpe; tpe-complete: TPE "
+                   "told nothing about PRUNED trials, for bench/bench_search.py)")
     p.add_argument("--scheduler", choices=SCHEDULERS, default="asha", help="trial scheduler (default asha)")
     p.add_argument("--hedge", type=share, default=None, metavar="SHARE",
                    help="ASHA: share of trials in a bracket that is never stopped early, which also measures how "

@@ -26,7 +26,7 @@ from iakd_core.config import TrialConfig
 from iakd_core.files import write_json
 
 from .cli import RunError, disk_full
-from .internals import FidelityAwareOptunaSearch, preload_asha, trial_by_number
+from .internals import FidelityAwareOptunaSearch, TPEWithoutPruned, preload_asha, trial_by_number
 from .ledger import TrialRecord, mark_pruned, read, read_all, record_path
 from .progress import Progress
 from .runner import Session, Tables, student_file, train_and_report, trial_resources
@@ -49,6 +49,8 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed)
+    if name == "tpe-complete":
+        return TPEWithoutPruned(seed=seed, multivariate=True, group=True)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
 
 

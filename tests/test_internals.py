@@ -115,3 +115,29 @@ def test_hedged_asha_and_the_cutoff_rest_on_rays_bracket_internals():
     assert scheduler._trial_info["x"] is scheduler._brackets[0]  # no trial number: ASHA's bracket
     assert asha_cutoff({}, 3) is None
     assert asha_cutoff({"a": 1.0, "b": 2.0, "c": 4.0}, 3) == np.nanpercentile([1.0, 2.0, 4.0], 100 * (1 - 1 / 3))
+
+
+def test_tpe_without_pruned_proposes_what_tpe_proposes_on_the_complete_trials_alone():
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from study.internals import TPEWithoutPruned
+
+    space = {"x": FloatDistribution(0, 1)}
+
+    def proposals(sampler, with_pruned: bool) -> list[float]:
+        s = optuna.create_study(direction="maximize", sampler=sampler)
+        for i in range(12):  # complete: the best at high x
+            s.add_trial(create_trial(params={"x": i / 12}, distributions=space, value=float(i)))
+        if with_pruned:  # pruned at low x with high intermediate values: stock TPE ranks them among the good
+            for i in range(12):
+                s.add_trial(create_trial(params={"x": 0.01 * i}, distributions=space, state=TrialState.PRUNED,
+                                         intermediate_values={1: 100.0}))
+        return [s.ask(space).params["x"] for _ in range(6)]
+
+    def tpe():
+        return optuna.samplers.TPESampler(seed=1, multivariate=True, group=True)
+
+    alone = proposals(tpe(), with_pruned=False)
+    assert proposals(TPEWithoutPruned(seed=1, multivariate=True, group=True), with_pruned=True) == alone
+    assert proposals(tpe(), with_pruned=True) != alone  # the PRUNED trials do move stock TPE
