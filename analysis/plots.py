@@ -33,6 +33,13 @@ from analysis.rungs import curves, rung_settings
 from analysis.stats import mean_ci
 from analysis.summaries import rung_epochs
 from analysis.tables import compatibility_long
+from iakd_core.schedules import SCHEDULES
+
+# Every figure is drawn WIDTH inches wide and shown at one width in the report, so text has one size everywhere.
+WIDTH = 10.0
+# One colour per schedule, fixed by the schedule registry's order: the same schedule has the same colour in every
+# figure of every run.
+SCHEDULE_COLOURS = dict(zip(SCHEDULES, sns.color_palette("colorblind", len(SCHEDULES)), strict=True))
 
 OTHER_NUMERIC_PARAMS = ["units_per_stage", "ce_weight", "kd_weight", "kd_temperature", "student_ce_weight",
                         "feature_weight", "lr", "weight_decay"]
@@ -49,8 +56,11 @@ def numeric_params(t: pd.DataFrame) -> list[str]:
 CAPTIONS = {
     "best_so_far": "Best full-fidelity validation accuracy so far, by trial number (left) and wall time (right); "
                    "dots are COMPLETE trials, pruned and failed trials keep the best so far.",
-    "importance": "fANOVA importance of each searched parameter for validation accuracy (Optuna's evaluator, "
-                  "COMPLETE full-fidelity trials only; conditional parameters included where they were sampled).",
+    "importance": "fANOVA importance of each searched parameter for validation accuracy (Optuna's "
+                  "FanovaImportanceEvaluator, seed 0, over the COMPLETE full-fidelity trials). fANOVA can assess "
+                  "only the parameters every one of those trials has; conditional ones (a schedule's p1, KD's "
+                  "temperature, ...) are named under the bars, not assessed. optuna-dashboard computes its own "
+                  "importance (its evaluator, every COMPLETE trial of the study), so its numbers can differ.",
     "schedules_top": "Swap probability p(t) over training of the five best COMPLETE trials (legend: schedule and "
                      "validation accuracy).",
     "accuracy_vs_swap": "Validation accuracy of COMPLETE trials against the mean swap probability over training "
@@ -71,7 +81,9 @@ CAPTIONS = {
                        "fidelity; orange: the final top 3), with the scheduler's rungs (dashed): where the search "
                        "compared trials and what it cut.",
     "ablation_bars": "Test accuracy per ablation arm: the mean with its 95 % t-interval (diamond and line) and "
-                     "every seed (dots); the axis is not truncated to a bar base.",
+                     "every seed (dots), with the student's and KD's means as reference lines; arms far below the "
+                     "others are drawn in their own panel (left), so the axis of the rest shows differences of a "
+                     "fraction of a point; the axis is not truncated to a bar base.",
 }
 STYLE = dict(style="whitegrid", context="notebook")
 
@@ -80,8 +92,9 @@ def save(fig, folder: Path, name: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.png", folder / f"{name}.svg"]
     fig.tight_layout()
-    for p in paths:  # no dates and fixed SVG ids: the same data gives the same bytes
-        fig.savefig(p, dpi=130, metadata={"Software": None} if p.suffix == ".png" else {"Date": None})
+    for p in paths:  # no dates and fixed SVG ids: the same data gives the same bytes; nothing clipped
+        fig.savefig(p, dpi=130, bbox_inches="tight", pad_inches=0.1,
+                    metadata={"Software": None} if p.suffix == ".png" else {"Date": None})
     plt.close(fig)
     return paths
 
@@ -94,7 +107,7 @@ def best_so_far(run: Run, out: Path) -> list[Path]:
     t = run.trials.sort_values("trial_number").copy()
     t["full"] = t["val_acc_last"].where(t["status"] == "COMPLETE")
     t["best"] = t["full"].cummax().ffill()  # pruned/failed trials keep the best so far
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 4))
     axes[0].plot(t["trial_number"], t["best"], drawstyle="steps-post", color="C0", label="best so far")
     axes[0].scatter(t["trial_number"], t["full"], s=12, color="C0", alpha=0.5, label="COMPLETE trial")
     axes[0].set(xlabel="trial number", ylabel="val accuracy (%)", title="Best full-fidelity val accuracy")
@@ -110,36 +123,43 @@ def best_so_far(run: Run, out: Path) -> list[Path]:
     return save(fig, out, "best_so_far")
 
 
-def param_importances(run: Run) -> dict[str, float]:
+def param_importances(run: Run) -> tuple[dict[str, float], list[str]]:
     """fANOVA importances for val accuracy from the run's Optuna study. Optuna's evaluators read COMPLETE trials
     only, and the sweep marks a trial COMPLETE only at full fidelity (ASHA-stopped ones are PRUNED), so early
-    values never count. In an ``acc+cost`` (two-objective) study, accuracy is the first objective."""
+    values never count. In an ``acc+cost`` (two-objective) study, accuracy is the first objective. Returns the
+    importances and the searched parameters fANOVA could not assess (absent from some of those trials)."""
     import optuna
 
     db = run.path / "optuna.db"
     if not db.exists():
-        return {}
+        return {}, []
     study = optuna.load_study(study_name=run.manifest["study_name"], storage=f"sqlite:///{db}")
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(done) < 3:
-        return {}
+        return {}, []
+    searched = list(dict.fromkeys(name for t in done for name in t.params))
+    conditional = [name for name in searched if any(name not in t.params for t in done)]
     target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             return optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target=target)
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target=target), conditional
         except (RuntimeError, ValueError):
-            return {}
+            return {}, conditional
 
 
 def importance(run: Run, out: Path) -> list[Path]:
-    imp = param_importances(run)
+    imp, conditional = param_importances(run)
     if not imp:
         return []
-    fig, ax = plt.subplots(figsize=(6, 0.4 * len(imp) + 1.2))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.4 * len(imp) + 1.4))
     sns.barplot(x=list(imp.values()), y=list(imp.keys()), ax=ax, color="C0")
-    ax.set(xlabel="fANOVA importance", ylabel="", title="Importance for val accuracy (COMPLETE, full-fidelity trials)")
+    n = len(complete(run.trials))
+    xlabel = f"fANOVA importance ({n} COMPLETE full-fidelity trials)"
+    if conditional:
+        xlabel += f"\nnot assessed (conditional, absent from some trials): {', '.join(conditional)}"
+    ax.set(xlabel=xlabel, ylabel="", title="Importance for val accuracy")
     return save(fig, out, "importance")
 
 
@@ -148,13 +168,15 @@ def schedules(run: Run, out: Path, top: int = 5) -> list[Path]:
     curves = run.schedules[run.schedules["trial_id"].isin(best["trial_id"])]
     if not len(curves):
         return []
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4))
+    styles = ("-", "--", "-.", ":", (0, (5, 1)))
     for rank, row in enumerate(best.itertuples(), 1):
         c = curves[curves["trial_id"] == row.trial_id]
-        ax.plot(c["t"], c["p"], label=f"#{rank} {row.swap_schedule} ({row.val_acc_last:.2f}%)")
+        ax.plot(c["t"], c["p"], color=SCHEDULE_COLOURS.get(row.swap_schedule), ls=styles[(rank - 1) % len(styles)],
+                label=f"#{rank} {row.swap_schedule} ({row.val_acc_last:.2f}%)")
     ax.set(xlabel="training progress t", ylabel="swap probability p(t)", ylim=(-0.03, 1.03),
            title=f"Swap schedules of the top {len(best)} trials")
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save(fig, out, "schedules_top")
 
 
@@ -162,10 +184,12 @@ def accuracy_vs_swap(run: Run, out: Path) -> list[Path]:
     t = complete(run.trials)
     if not len(t) or ("method" in t and (t["method"] != "iakd").all()):  # a baseline's sweep never swaps
         return []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    sns.scatterplot(data=t, x="swap_mean_p", y="val_acc_last", hue="swap_schedule", ax=axes[0])
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 4))
+    sns.scatterplot(data=t, x="swap_mean_p", y="val_acc_last", hue="swap_schedule", ax=axes[0],
+                    palette=SCHEDULE_COLOURS, hue_order=[s for s in SCHEDULES if s in set(t["swap_schedule"])])
     axes[0].set(xlabel="mean swap probability over training", ylabel="val accuracy (%)",
                 title="Val accuracy vs mean swap probability")
+    sns.move_legend(axes[0], "upper left", bbox_to_anchor=(1.01, 1.0), title="schedule")
     sns.boxplot(data=t, x="units_per_stage", y="val_acc_last", ax=axes[1], color="0.85")
     sns.stripplot(data=t, x="units_per_stage", y="val_acc_last", ax=axes[1], color="C0")
     axes[1].set(xlabel="granularity (swap units per stage)", ylabel="val accuracy (%)",
@@ -185,10 +209,11 @@ def parallel(run: Run, out: Path) -> list[Path]:
     labels = ["low val acc", "mid val acc", "high val acc"]
     norm["tercile"] = pd.qcut(t["val_acc_last"].rank(method="first"), 3, labels=labels).astype(str)
     norm = norm.sort_values("tercile", key=lambda c: c.map(labels.index))  # colours follow first appearance
-    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(cols)), 4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.5))
     pd.plotting.parallel_coordinates(norm.fillna(-0.05), "tercile", ax=ax, alpha=0.6,
                                      color=["#c44e52", "#8c8c8c", "#4c72b0"])
-    ax.set(ylabel="normalised value (missing = below 0)", title="Parallel coordinates (COMPLETE trials)")
+    ax.set(ylabel="normalised value\n(missing = below 0)", title="Parallel coordinates (COMPLETE trials)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     return save(fig, out, "parallel_coordinates")
 
@@ -213,7 +238,7 @@ def pareto(run: Run, out: Path) -> list[Path]:
     if not len(t):
         return []
     front = t.iloc[pareto_front(t["train_seconds"].to_numpy(), t["val_acc_last"].to_numpy())]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4))
     ax.scatter(t["train_seconds"], t["val_acc_last"], s=15, alpha=0.6, label="COMPLETE trial")
     ax.plot(front["train_seconds"], front["val_acc_last"], "o-", color="C3", label="Pareto front")
     ax.set(xlabel="training seconds", ylabel="val accuracy (%)", title="Accuracy vs training cost")
@@ -221,27 +246,48 @@ def pareto(run: Run, out: Path) -> list[Path]:
     return save(fig, out, "pareto")
 
 
+FAR_BELOW = 3.0  # points below the median arm: such an arm gets its own panel in ablation_bars
+
+
 def ablation_bars(run: Run, out: Path) -> list[Path]:
     """Test accuracy per arm: the mean with its 95 % t-interval (a dot and a line, so no truncated bar axis) and
-    every seed as a point. With one seed there is no interval: only the points."""
+    every seed as a point, the student's and KD's means as reference lines. Arms whose mean lies more than
+    ``FAR_BELOW`` points under the median arm get their own panel on the left, so they do not stretch the axis of
+    the others. With one seed there is no interval: only the points."""
     t = run.trials[run.trials["status"] == "COMPLETE"]
     if "test_acc" not in t or not len(t):
         return []
     order = list(dict.fromkeys(run.manifest.get("arms", {}) or t["arm"]))
     order = [a for a in order if a in set(t["arm"])]
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(order)), 4.2))
-    for x, arm in enumerate(order):
-        mean, lo, hi = mean_ci(t.loc[t["arm"] == arm, "test_acc"])
-        if lo == lo:
-            ax.plot([x, x], [lo, hi], color="0.25", lw=2, zorder=2)
-        ax.plot(x, mean, "D", color="0.15", ms=7, zorder=3)
-    sns.stripplot(data=t, x="arm", y="test_acc", order=order, ax=ax, color="C0", size=5, alpha=0.7, zorder=1)
+    means = t.groupby("arm")["test_acc"].mean()
+    far = [a for a in order if means[a] < means.median() - FAR_BELOW]
+    near = [a for a in order if a not in far]
+    panels = [p for p in (far, near) if p]
+    fig, axes = plt.subplots(1, len(panels), figsize=(WIDTH, 4.6), squeeze=False,
+                             gridspec_kw={"width_ratios": [len(p) + 0.6 for p in panels]})
+    for ax, arms in zip(axes[0], panels, strict=True):
+        for x, arm in enumerate(arms):
+            mean, lo, hi = mean_ci(t.loc[t["arm"] == arm, "test_acc"])
+            if lo == lo:
+                ax.plot([x, x], [lo, hi], color="0.25", lw=2, zorder=2)
+            ax.plot(x, mean, "D", color="0.15", ms=7, zorder=3)
+        sns.stripplot(data=t[t["arm"].isin(arms)], x="arm", y="test_acc", order=arms, ax=ax, color="C0", size=5,
+                      alpha=0.7, zorder=1)
+        ax.set(xlabel="", ylabel="test accuracy (%)" if ax is axes[0][0] else "")
+        plt.setp(ax.get_xticklabels(), rotation=35, ha="right")
+    main = axes[0][-1]
+    references = [(arm, style) for arm, style in (("student", "--"), ("kd", ":")) if arm in means]
+    for arm, style in references:
+        main.axhline(means[arm], color="0.4", ls=style, lw=1, zorder=0)
+    if far:
+        axes[0][0].set_title("far below the rest", fontsize="medium")
     n = t.groupby("arm")["seed"].nunique()
-    ax.set(xlabel="", ylabel="test accuracy (%)",
-           title=f"Ablation: test accuracy per arm (n = {n.min()}{'' if n.min() == n.max() else f'–{n.max()}'} seeds)")
-    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    fig.suptitle(f"Ablation: test accuracy per arm (n = {n.min()}{'' if n.min() == n.max() else f'–{n.max()}'} "
+                 "seeds)")
     handles = [plt.Line2D([], [], marker="D", color="0.15", lw=2), plt.Line2D([], [], marker="o", ls="", color="C0")]
-    ax.legend(handles, ["mean and 95 % t-interval", "one seed"], fontsize=8, loc="best")
+    handles += [plt.Line2D([], [], color="0.4", ls=style, lw=1) for _, style in references]
+    labels = ["mean and 95 % t-interval", "one seed"] + [f"{arm} mean" for arm, _ in references]
+    main.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save(fig, out, "ablation_bars")
 
 
@@ -253,7 +299,7 @@ def compatibility(run: Run, out: Path) -> list[Path]:
     if not len(long):
         return []
     names = list(dict.fromkeys(long["run"]))
-    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 4.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(WIDTH, 4.2), sharey=True, squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         part = long[long["run"] == name]
         n = part["trial_id"].nunique()
@@ -266,8 +312,10 @@ def compatibility(run: Run, out: Path) -> list[Path]:
                          label=line, linestyle=style)
         ax.set(xlabel="epoch", ylabel="val accuracy (%) on the diagnostic subset",
                title=f"{name} (n = {n} seed{'s' if n > 1 else ''})")
-        ax.legend(fontsize=8, loc="best")
-    fig.suptitle("Teacher-unit compatibility: the hybrid with exactly one teacher unit swapped in")
+        handles, labels = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.9))  # outside the data, once
+    fig.suptitle("Teacher-unit compatibility: the hybrid with one teacher unit swapped in")
     return save(fig, out, "compatibility")
 
 
@@ -280,7 +328,7 @@ def learning_curves(run: Run, out: Path) -> list[Path]:
     top = settings["max_epochs"]
     final = wide[top].dropna() if top in wide else pd.Series(dtype=float)
     best = set(final.nlargest(3).index)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.2))
     for trial_id, row in wide.iterrows():
         row = row.dropna()
         color, width, z = (("C1", 1.8, 3) if trial_id in best else ("C0", 0.9, 2) if trial_id in final.index
@@ -290,7 +338,7 @@ def learning_curves(run: Run, out: Path) -> list[Path]:
         ax.axvline(rung, color="0.3", ls="--", lw=1)
     ax.set(xlabel="epoch", ylabel="val accuracy (%)", title="Learning curves and rungs")
     handles = [plt.Line2D([], [], color=c) for c in ("0.7", "C0", "C1")] + [plt.Line2D([], [], color="0.3", ls="--")]
-    ax.legend(handles, ["stopped early", "full fidelity", "final top 3", "rung"], fontsize=8,
+    ax.legend(handles, ["stopped early", "full fidelity", "final top 3", "rung"],
               loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save(fig, out, "learning_curves")
 

@@ -46,10 +46,14 @@ from analysis.tables import (
     sweep_summary,
     table1,
 )
+from iakd_core.files import write_text
 
 
 def md_table(df: pd.DataFrame) -> str:
-    return df.to_markdown(index=False) if len(df) else "_no completed trials for this table_"
+    """A pipe table: not-applicable cells (NaN, None) blank, numeric columns right-aligned."""
+    if not len(df):
+        return "_no completed trials for this table_"
+    return df.astype(object).where(df.notna(), None).to_markdown(index=False, missingval="")
 
 
 def verdict(c: pd.Series) -> str:
@@ -261,7 +265,7 @@ def rung_section(run: Run, h: str = "###") -> list[str]:
            f"{measured_on(run)}, Spearman's ρ of the value at each rung with the final value, and the share "
            f"of the final top {TOP_K} whose value at the rung clears the cut-off the finished sweep would apply "
            "(pruned trials count). See the learning-curve figure.", "",
-           md_table(table.round(3).fillna("")), ""]
+           md_table(table.round(3)), ""]
     out += [f"- **Warning**: {w}." for w in rung_warnings(run, table)]
     return out + [""]
 
@@ -283,7 +287,8 @@ def compatibility_section(run: Run, h: str = "##") -> list[str]:
         return (f"{row[worst]:.1f}–{row[best]:.1f} % (best: {best}, worst: {worst}) against "
                 f"{row['student alone']:.1f} % for the student alone")
 
-    lines = [f"{h} Teacher-unit compatibility", "",
+    title = "Teacher-unit compatibility" + ("" if run.kind == "ablation" else " of the sweep's best trial")
+    lines = [f"{h} {title}", "",
              f"How well each teacher unit accepts the student's features: accuracy on the first {size} "
              f"validation images (eval mode) of the hybrid with exactly one teacher unit swapped in, for "
              f"{shown}; the teacher alone reaches {table['teacher alone'].iloc[-1]:.1f} %.", ""]
@@ -293,7 +298,7 @@ def compatibility_section(run: Run, h: str = "##") -> list[str]:
         if len(part) > 1:
             text += f"; at epoch {int(first['epoch'])}, {span(first)}"
         lines.append(text + ".")
-    return lines + ["", md_table(table.fillna("—")), ""]
+    return lines + ["", md_table(table), ""]
 
 
 def environment_section(run: Run, commands: list[str], h: str = "##") -> list[str]:
@@ -482,15 +487,55 @@ def study_report(runs: list[Run], out: Path) -> str:
     return "\n".join(lines)
 
 
+def captions_once(text: str) -> str:
+    """A figure caption the report already printed (the same figure kind in another setting) becomes a pointer to
+    the first one."""
+    seen: set[str] = set()
+    lines = []
+    for line in text.split("\n"):
+        if line.startswith("*Figure: ") and line in seen:
+            line = "*Figure: as described above (same figure kind).*"
+        elif line.startswith("*Figure: "):
+            seen.add(line)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _toc_lines(tokens: list[dict], depth: int = 0) -> list[str]:
+    out = []
+    for t in tokens:
+        if t["level"] > 1:
+            out.append(f"{'  ' * depth}- [{t['name']}](#{t['id']})")
+        out += _toc_lines(t["children"], depth + (t["level"] > 1))
+    return out
+
+
+def with_contents(text: str) -> str:
+    """The report with a table of contents after its title: links to the anchors the HTML gives each heading
+    (Python-Markdown's ``toc`` ids; repeated titles get ``_1``, ``_2``)."""
+    parser = markdown.Markdown(extensions=["toc"], extension_configs={"toc": {"toc_depth": "2-3"}})
+    parser.convert(text)
+    toc = _toc_lines(parser.toc_tokens)
+    if not toc:
+        return text
+    title, _, rest = text.partition("\n")
+    return "\n".join([title, "", "**Contents**", "", *toc, rest])
+
+
+STYLE = ("body{font-family:sans-serif;font-size:16px;max-width:60em;margin:2em auto;padding:0 1em}"
+         "table{border-collapse:collapse;display:block;overflow-x:auto;font-size:90%}"
+         "td,th{border:1px solid #ccc;padding:2px 6px}"
+         "img{display:block;width:100%;max-width:52em;height:auto}"  # one display width: one font size
+         "pre{white-space:pre-wrap;overflow-wrap:anywhere}code{overflow-wrap:anywhere}")
+
+
 def write_html(text: str, md_path: Path, title: str) -> Path:
-    md_path.write_text(text)
-    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    text = with_contents(captions_once(text))
+    write_text(md_path, text)
+    body = markdown.markdown(text, extensions=["tables", "fenced_code", "toc"])
     html_path = md_path.with_suffix(".html")
-    html_path.write_text(f"<!doctype html><meta charset='utf-8'><title>{title}</title>"
-                         "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
-                         "table{border-collapse:collapse;display:block;overflow-x:auto;font-size:90%}"
-                         "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style>"
-                         f"{body}")
+    write_text(html_path, f"<!doctype html><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style>"
+                          f"{body}")
     return html_path
 
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where masks are drawn: analysis/ reads the registry without it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ def unit_probabilities(p: float, num_units: int, profile: str = "uniform") -> li
 # ---- swap modes: how one batch's mask is drawn from the per-unit probabilities ---------------------------------
 def bernoulli_mask(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each unit swapped independently with its own probability."""
+    import torch
+
     return torch.rand(probs.shape, generator=generator) < probs
 
 
@@ -146,6 +149,8 @@ def exactly_k_mask(probs: torch.Tensor, generator: torch.Generator) -> torch.Ten
     systematic sampling (Madow 1949) over a random order of the units. Unit i covers [c_{i-1}, c_i) of the
     cumulative probabilities; it is chosen when some point u + j (u ~ U[0, 1), j integer) falls in it, which has
     probability p_i (<= 1); the number of points in [0, sum p) is floor or ceil of sum p."""
+    import torch
+
     order = torch.randperm(len(probs), generator=generator)
     upper = torch.cumsum(probs[order].double(), 0)
     lower = upper - probs[order].double()

@@ -182,16 +182,18 @@ def test_importance_uses_only_complete_full_fidelity_trials(tmp_path):
     study = optuna.create_study(study_name="x", storage=storage, direction="maximize")
     dist = {"a": optuna.distributions.FloatDistribution(0, 1), "b": optuna.distributions.FloatDistribution(0, 1)}
     rng = np.random.default_rng(0)
-    for _ in range(12):  # a drives COMPLETE values
+    for i in range(12):  # a drives COMPLETE values; c is conditional (half of them have it)
         a, b = rng.uniform(), rng.uniform()
-        study.add_trial(optuna.trial.create_trial(params={"a": a, "b": b}, distributions=dist, value=10 * a))
+        params, dists = ({"a": a, "b": b, "c": 0.5}, {**dist, "c": optuna.distributions.FloatDistribution(0, 1)}) \
+            if i % 2 else ({"a": a, "b": b}, dist)
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=10 * a))
     for _ in range(30):  # PRUNED trials where b would look decisive if they were (wrongly) counted
         a, b = rng.uniform(), rng.uniform()
         study.add_trial(optuna.trial.create_trial(params={"a": a, "b": b}, distributions=dist, value=None,
                                                   state=optuna.trial.TrialState.PRUNED,
                                                   intermediate_values={1: 100 * b}))
-    imp = param_importances(load_run(folder))
-    assert imp["a"] > 0.8 > imp["b"]
+    imp, not_assessed = param_importances(load_run(folder))
+    assert imp["a"] > 0.8 > imp["b"] and "c" not in imp and not_assessed == ["c"]  # named, not silently dropped
     paths = importance(load_run(folder), tmp_path / "fig")
     assert paths and paths[0].exists()
 
@@ -210,7 +212,7 @@ def test_importance_in_a_two_objective_study_is_for_accuracy(tmp_path):
         a, b = rng.uniform(), rng.uniform()
         study.add_trial(optuna.trial.create_trial(params={"a": a, "b": b}, distributions=dist,
                                                   values=[10 * a, 100 * b]))
-    imp = param_importances(load_run(folder))
+    imp, _ = param_importances(load_run(folder))
     assert imp["a"] > 0.8 > imp["b"]
 
 
@@ -377,5 +379,49 @@ def test_study_report_table1_is_methods_by_settings_with_the_best_of_each_marked
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert links and all((out / link).exists() for link in links)  # every image inside the study folder
     assert any(link.startswith("figures/setting-second/sweep/") for link in links)
-    assert (out / "report.html").exists()
+    check_html_structure(out / "report.html")
     assert report_main([str(tmp_path / "first"), str(tmp_path / "s")]) == 2  # a sweep is not a setting's ablation
+
+
+def check_html_structure(html_path):
+    """What a reader of the HTML report relies on: a table of contents whose every link lands on a heading,
+    unique anchors, every image inside the folder, no 'nan' in any table, each caption printed once."""
+    from html.parser import HTMLParser
+
+    class Collect(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.ids, self.hrefs, self.images, self.cells, self.in_cell = [], [], [], [], False
+            self.paragraphs, self.text = [], []
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if "id" in a:
+                self.ids.append(a["id"])
+            if tag == "a" and a.get("href", "").startswith("#"):
+                self.hrefs.append(a["href"][1:])
+            if tag == "img":
+                self.images.append(a["src"])
+            self.in_cell = tag in ("td", "th") or self.in_cell
+            if tag == "p":
+                self.text = []
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.in_cell = False
+            if tag == "p":
+                self.paragraphs.append("".join(self.text))
+
+        def handle_data(self, data):
+            if self.in_cell:
+                self.cells.append(data.strip())
+            self.text.append(data)
+
+    c = Collect()
+    c.feed(html_path.read_text())
+    assert len(c.hrefs) >= 5 and set(c.hrefs) <= set(c.ids), set(c.hrefs) - set(c.ids)  # every TOC link lands
+    assert len(c.ids) == len(set(c.ids))
+    assert c.images and all((html_path.parent / src).exists() for src in c.images)
+    assert "nan" not in [cell.lower() for cell in c.cells]
+    captions = [p for p in c.paragraphs if p.startswith("Figure: ") and "as described above" not in p]
+    assert len(captions) == len(set(captions)) and captions
