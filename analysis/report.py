@@ -30,10 +30,12 @@ from analysis.sensitivity import Sensitivity, assess
 from analysis.stats import paired_comparison
 from analysis.summaries import BARELY_SWAPS, SWAPS
 from analysis.tables import (
+    ABLATION_TABLES,
     ALPHA,
     POWER,
     anchors_for,
     arm_label,
+    arms_beating_their_reference,
     best_uses_kd,
     comparisons_vs_best,
     compatibility_table,
@@ -127,6 +129,11 @@ def conclusion(run: Run, comparisons: pd.DataFrame, sensitivity: Sensitivity) ->
         lines.append(f"- Swapping itself (best vs the same config with p = 0): Δ = {c['delta']:+.2f} points, "
                      f"paired t-test p = {c['p_ttest']:.3f} (unadjusted; Table 2 gives its Holm-adjusted p), "
                      f"n = {c['n']} seeds.")
+    for c in arms_beating_their_reference(run):
+        lines.append(f"- **An ablation arm beats {c['reference']}**: {c['arm']} ({c['change']}), Δ = "
+                     f"{c['delta']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], Holm-adjusted p = "
+                     f"{fmt_p(c['p_holm'])} within Table {c['table']}: this one-factor change is better than the "
+                     "configuration it varies, which the search did not find.")
     lines += paper_lines(rows, run)
     if not verdicts:
         lines.append("- No completed ablation arms to compare.")
@@ -307,15 +314,39 @@ def environment_section(run: Run, commands: list[str], h: str = "##") -> list[st
     mach = m.get("machine", {})
     return [f"{h} Environment and how to regenerate", "",
             f"- versions: {v}", f"- machine: {mach.get('cpus')} CPUs, CUDA: {mach.get('cuda')}, "
-            f"{mach.get('platform')}", f"- git commit: {m.get('git_commit')}",
+            f"{mach.get('platform')}", f"- git commit: {commit_line(m.get('git_commit'))}",
             f"- dataset: {m.get('dataset', {}).get('name')} (train {m.get('dataset', {}).get('train')}, val "
             f"{m.get('dataset', {}).get('val')}, checksum {m.get('dataset', {}).get('checksum')})", "",
             "Commands (in order):", "", "```bash", *commands, "```", ""]
 
 
+CHECKOUT_ROOT = Path(__file__).resolve().parent.parent.as_posix()  # this checkout's root
+
+
+def commit_line(commit: str | None) -> str:
+    if commit and commit.endswith("+dirty"):
+        return (f"{commit} — **warning: the working tree had uncommitted changes when this ran, so this commit "
+                "alone may not reproduce it**")
+    return str(commit)
+
+
+def portable(command: str) -> str:
+    """A recorded command with absolute paths made relative: to this checkout's root, or (a path of the machine
+    that made it) from its ``results/`` folder on, where every run lives."""
+    root = f"{CHECKOUT_ROOT}/"
+    words = []
+    for word in command.split(" "):
+        if word.startswith(root):
+            word = word[len(root):]
+        elif word.startswith("/") and "/results/" in word:
+            word = word[word.index("/results/") + 1:]
+        words.append(word)
+    return " ".join(words)
+
+
 def run_commands(run: Run) -> list[str]:
-    """The commands that made ``run`` (its sweep's first, for an ablation)."""
-    return [f"python study/{source.manifest.get('command', '')}" for source in (source_sweep(run), run)
+    """The commands that made ``run`` (its sweep's first, for an ablation), with portable paths."""
+    return [portable(f"python study/{source.manifest.get('command', '')}") for source in (source_sweep(run), run)
             if source is not None]
 
 
@@ -372,10 +403,7 @@ def ablation_sections(run: Run, report_dir: Path, figures: Path, sweep_figures: 
     else:
         lines += ["No published numbers exist for this setting (published anchors cover the CIFAR-100 "
                   "presets only); IAKD's own paper numbers: n/a.", ""]
-    for number, (factor, title) in enumerate((("schedule", "schedule"), ("granularity", "granularity"),
-                                              ("loss", "loss terms and BN recalibration"),
-                                              ("batchnorm", "BatchNorm modes (teacher units, student statistics)"),
-                                              ("paper", "paper reconstruction: BatchNorm and recalibration")), 2):
+    for number, (factor, title) in enumerate(ABLATION_TABLES, 2):
         table = comparisons_vs_best(run, factor)
         if len(table) or factor != "paper":  # (the paper table exists only in runs that have its arms)
             lines += [f"{h} Table {number} — {title} ablation", "", md_table(table), ""]
@@ -437,10 +465,13 @@ def setting_line(run: Run) -> str:
 
 PROTOCOL = ("All accuracies are top-1 %. Sweep and selection use the validation split carved from the official "
             "training set; the official test set is used once per ablation trial, at the end.")
+SWEEP_PROTOCOL = ("All accuracies are top-1 % on the validation split carved from the official training set; a sweep "
+                  "never touches the official test set (its ablation does, once per trial).")
 
 
 def build_report(run: Run) -> str:
-    lines = [f"# IAKD report — {run.name}", "", f"Setting: {setting_line(run)}. {PROTOCOL}", ""]
+    protocol = PROTOCOL if run.kind == "ablation" else SWEEP_PROTOCOL
+    lines = [f"# IAKD report — {run.name}", "", f"Setting: {setting_line(run)}. {protocol}", ""]
     if run.kind == "ablation":
         lines += ablation_sections(run, run.path, run.path / "figures", run.path / SWEEP_FIGURES)
     else:

@@ -125,6 +125,24 @@ def factor_arms(run: Run, factor: str) -> tuple[str, list[str]]:
     return reference, [a for a in dict.fromkeys(part["arm"]) if a != reference]
 
 
+ABLATION_TABLES = (("schedule", "schedule"), ("granularity", "granularity"),
+                   ("loss", "loss terms and BN recalibration"),
+                   ("batchnorm", "BatchNorm modes (teacher units, student statistics)"),
+                   ("paper", "paper reconstruction: BatchNorm and recalibration"))  # Tables 2, 3, ... in order
+
+
+def arms_beating_their_reference(run: Run) -> list[dict]:
+    """Ablation arms significantly better than the arm they vary (Holm within their table, as the tables print):
+    a one-factor change to the search's best that beats it says the search missed something."""
+    found = []
+    for number, (factor, _) in enumerate(ABLATION_TABLES, 2):
+        reference, arms = factor_arms(run, factor)
+        table = paired_table(seed_table(run), [(arm, reference) for arm in arms])
+        for c in table[(table["p_holm"] < ALPHA) & (table["delta"] > 0)].to_dict("records"):
+            found.append({**c, "table": number, "change": describe_change(run, c["arm"], reference)})
+    return found
+
+
 def comparisons_vs_best(run: Run, factor: str) -> pd.DataFrame:
     """One ablation table: the factor's reference arm (iakd_best; the paper reconstruction for the paper table)
     and each arm of ``factor``; Δ vs the reference, p, Holm within the table."""

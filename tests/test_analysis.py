@@ -425,3 +425,26 @@ def check_html_structure(html_path):
     assert "nan" not in [cell.lower() for cell in c.cells]
     captions = [p for p in c.paragraphs if p.startswith("Figure: ") and "as described above" not in p]
     assert len(captions) == len(set(captions)) and captions
+
+
+def test_conclusion_names_an_ablation_arm_that_beats_the_best(tmp_path):
+    from analysis.report import build_report
+
+    sweep = make_sweep(tmp_path / "s")
+    better = make_ablation(tmp_path / "better", sweep, {**ARMS, "minus_kd": 4.0}, noise=0.1)
+    conclusion = build_report(load_run(better)).split("## Conclusion")[1].split("\n## ")[0]
+    assert "An ablation arm beats iakd_best**: minus_kd" in conclusion and "within Table 4" in conclusion
+    plain = make_ablation(tmp_path / "plain", sweep, ARMS, noise=0.1)  # minus_kd below the best: nothing said
+    assert "An ablation arm beats" not in build_report(load_run(plain))
+
+
+def test_provenance_is_portable_and_warns_about_a_dirty_tree(tmp_path):
+    from analysis.report import CHECKOUT_ROOT, build_report, commit_line, portable
+
+    assert portable("python study/run_ablation.py /home/x/clone/results/reference/s --output-dir "
+                    f"{CHECKOUT_ROOT}/results/reference --seeds 5") == \
+        "python study/run_ablation.py results/reference/s --output-dir results/reference --seeds 5"
+    assert "warning" in commit_line("abc+dirty") and commit_line("abc") == "abc"
+    sweep_report = build_report(load_run(make_sweep(tmp_path / "s")))
+    assert "never touches the official test set" in sweep_report and "once per ablation trial" not in \
+        sweep_report.split("\n")[2]
