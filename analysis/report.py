@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -50,12 +51,18 @@ from analysis.tables import (
 )
 from iakd_core.files import write_text
 
+NUMBER_LIKE = re.compile(r"^\*{0,2}[<>+\-−]?\d")  # 86.95 ± 0.30, +0.25 [...], <0.001, **87.10 ...**
+
 
 def md_table(df: pd.DataFrame) -> str:
-    """A pipe table: not-applicable cells (NaN, None) blank, numeric columns right-aligned."""
+    """A pipe table: not-applicable cells (NaN, None) blank; columns of numbers, or of texts that start with one
+    (mean ± sd, Δ [CI], p), right-aligned."""
     if not len(df):
         return "_no completed trials for this table_"
-    return df.astype(object).where(df.notna(), None).to_markdown(index=False, missingval="")
+    cells = df.astype(object).where(df.notna(), None)
+    align = ["right" if all(isinstance(v, int | float) or NUMBER_LIKE.match(str(v)) for v in cells[c].dropna())
+             and cells[c].notna().any() else "left" for c in cells.columns]
+    return cells.to_markdown(index=False, missingval="", colalign=align)
 
 
 def verdict(c: pd.Series) -> str:
@@ -407,6 +414,8 @@ def ablation_sections(run: Run, report_dir: Path, figures: Path, sweep_figures: 
         table = comparisons_vs_best(run, factor)
         if len(table) or factor != "paper":  # (the paper table exists only in runs that have its arms)
             lines += [f"{h} Table {number} — {title} ablation", "", md_table(table), ""]
+            if table.attrs.get("footnote"):
+                lines += [table.attrs["footnote"], ""]
     lines += paper_section(run, h)
     lines += student_statistics_section(run, h)
     lines += compatibility_section(run, h)

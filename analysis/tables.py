@@ -153,13 +153,20 @@ def comparisons_vs_best(run: Run, factor: str) -> pd.DataFrame:
     wide = seed_table(run)
     first = t[t["arm"] == reference].iloc[0]
     column = f"Δ vs {'best' if reference == 'iakd_best' else reference} [95% CI]"
-    rows = [{"arm": reference, "change": describe_best(first), "test acc (%)": fmt_mean_std(wide[reference]),
-             column: "—", "p": "—", "p_holm": "—"}]
+
+    def acc(arm: str) -> dict[str, object]:
+        values = wide[arm].dropna()
+        return {"test acc (%)": f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" if len(values) > 1
+                else f"{values.mean():.2f}", "n": len(values)}
+
+    rows = [{"arm": reference, "change": "the reference (below the table)", **acc(reference), column: None,
+             "p": None, "p_holm": None}]
     for c in paired_table(wide, [(arm, reference) for arm in arms]).to_dict("records"):
-        rows.append({"arm": c["arm"], "change": describe_change(run, c["arm"], reference),
-                     "test acc (%)": fmt_mean_std(wide[c["arm"]]), column: fmt_delta(c),
-                     "p": fmt_p(c["p_ttest"]), "p_holm": fmt_p(c["p_holm"])})
-    return pd.DataFrame(rows)
+        rows.append({"arm": c["arm"], "change": describe_change(run, c["arm"], reference), **acc(c["arm"]),
+                     column: fmt_delta(c), "p": fmt_p(c["p_ttest"]), "p_holm": fmt_p(c["p_holm"])})
+    table = pd.DataFrame(rows)
+    table.attrs["footnote"] = f"{reference}: {describe_best(first)}."
+    return table
 
 
 def describe_best(row: pd.Series) -> str:
