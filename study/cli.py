@@ -1,9 +1,10 @@
-"""What the command lines of study/ share beyond iakd_core/console.py: the private Ray environment, the run error,
-the interrupt flag, the full-disk test, and ``main`` wrapping that turns known problems into one line and an interrupt
-into exit 130."""
+"""What the command lines of study/ share beyond iakd_core/console.py: the search options, the private Ray
+environment, the run error, the interrupt flag, the full-disk test, and ``main`` wrapping that turns known problems
+into one line and an interrupt into exit 130."""
 
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import os
@@ -14,9 +15,51 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from iakd_core.console import fail
+from iakd_core.console import fail, non_negative_float, positive_int
 
 MLFLOW_DEFAULT = "mlflow.db"  # --mlflow without a URI: a SQLite store in the run folder (resolved per session)
+SEARCH_OPTIONS = ("sampler", "scheduler", "grace_epochs", "reduction_factor", "hedge", "concurrency")
+
+
+def share(text: str) -> float:
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{value} must be below 1 (a share of the trials)")
+    return value
+
+
+def above_one(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 2 (a rung keeps the top 1/this)")
+    return value
+
+
+def add_search_options(p: argparse.ArgumentParser, study: bool = False) -> None:
+    """How a sweep searches (``SEARCH_OPTIONS``), defined once for run_sweep.py and run_study.py (which passes
+    them to every sweep of the study, IAKD's and the tuned baselines' alike). Unset: the preset's default."""
+    from study.schedulers import SAMPLERS, SCHEDULERS
+
+    every = " (every sweep of the study)" if study else ""
+    p.add_argument("--sampler", choices=SAMPLERS, default=None if study else "tpe",
+                   help=f"Optuna sampler{every} (default tpe; tpe-complete: TPE told nothing about PRUNED trials, "
+                   "for bench/bench_search.py)")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=None if study else "asha",
+                   help=f"trial scheduler{every} (default asha)")
+    p.add_argument("--grace-epochs", type=positive_int, help=f"ASHA: epochs before a trial can be stopped{every}")
+    p.add_argument("--reduction-factor", type=above_one, default=None,
+                   help="ASHA: a rung keeps the top 1/this of the trials, a whole number (preset's default)")
+    p.add_argument("--hedge", type=share, default=None, metavar="SHARE",
+                   help="ASHA: share of trials in a bracket that is never stopped early, which also measures how "
+                   "well the rungs rank (preset's default)")
+    p.add_argument("--concurrency", type=positive_int, help="trials at once (preset's default; 1 in "
+                   "--deterministic mode)" if not study else "trials at once in every stage (preset's default)")
+
+
+def search_arguments(args: argparse.Namespace) -> list[str]:
+    """The search options set in ``args`` as command-line words for run_sweep.py."""
+    return [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in SEARCH_OPTIONS
+            if getattr(args, name, None) is not None]
 
 
 INTERRUPTED = threading.Event()  # set by the runner's SIGINT/SIGTERM handler (study/runner.py)

@@ -38,10 +38,11 @@ from iakd_core.console import OneLineParser, fail, fmt_seconds, positive_int
 from iakd_core.files import write_json
 from iakd_core.methods import searched_hyperparameters
 from iakd_core.presets import PRESETS, STUDY_PRESETS
+from study.cli import add_search_options, search_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
-PLAN_KEYS = ("presets", "budget", "seeds", "arms", "tune_baselines")  # what a re-run must repeat to continue
-PLAN_BEFORE = {"tune_baselines": []}  # what studies recorded before a plan key existed did (--tune-baselines none)
+PLAN_KEYS = ("presets", "budget", "seeds", "arms", "tune_baselines", "search")  # what a re-run must repeat
+PLAN_BEFORE = {"tune_baselines": [], "search": []}  # what studies recorded before a plan key existed did
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune-baselines", default="kd", metavar="METHODS",
                    help="comma-separated baselines tuned by their own sweep with the IAKD sweep's budget, each "
                    "then an ablation arm <method>_tuned (default kd; 'none' for none)")
+    add_search_options(p, study=True)
     p.add_argument("--name", help="study folder name (default: the presets joined by '+')")
     p.add_argument("--output-dir", default="results/studies", help="where study folders go")
     p.add_argument("--address", help="Ray cluster address for every stage (default: a private local Ray)")
@@ -69,23 +71,26 @@ def plan_stages(args: argparse.Namespace, presets: list[str], study_dir: Path) -
     paths = [f"--{name.replace('_', '-')}={value}" for name, value in
              (("data_root", args.data_root), ("teacher_cache", args.teacher_cache)) if value]
     arms = [f"--arms={args.arms}"] if args.arms else []
+    search = search_arguments(args)  # the same search for every sweep: IAKD's and each tuned baseline's
+    concurrency = [f"--concurrency={args.concurrency}"] if args.concurrency else []
     stages = []
     for preset in presets:
         sweep, ablation = study_dir / f"{preset}-sweep", study_dir / f"{preset}-ablation"
         stages.append({"name": f"{preset} sweep", "kind": "sweep", "preset": preset, "dir": sweep.name,
                        "new": ["run_sweep.py", "--preset", preset, "--budget", str(args.budget), "--name",
-                               sweep.name, "--output-dir", str(study_dir), *paths]})
+                               sweep.name, "--output-dir", str(study_dir), *search, *paths]})
         tuned = []
         for method in baselines(args.tune_baselines):
             folder = study_dir / f"{preset}-{method}-sweep"
             stages.append({"name": f"{preset} {method} sweep", "kind": "sweep", "preset": preset,
                            "dir": folder.name,
                            "new": ["run_sweep.py", "--preset", preset, "--method", method, "--budget",
-                                   str(args.budget), "--name", folder.name, "--output-dir", str(study_dir), *paths]})
+                                   str(args.budget), "--name", folder.name, "--output-dir", str(study_dir), *search,
+                                   *paths]})
             tuned += ["--tuned", str(folder)]
         stages.append({"name": f"{preset} ablation", "kind": "ablation", "preset": preset, "dir": ablation.name,
                        "new": ["run_ablation.py", str(sweep), "--seeds", str(args.seeds), "--name", ablation.name,
-                               "--output-dir", str(study_dir), *tuned, *arms]})
+                               "--output-dir", str(study_dir), *tuned, *arms, *concurrency]})
     return stages
 
 
@@ -197,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     check_output_dir(out)
     study_dir = out.resolve() / (args.name or "+".join(presets))
     plan = {"presets": presets, "budget": args.budget, "seeds": args.seeds, "arms": args.arms,
-            "tune_baselines": baselines(args.tune_baselines)}
+            "tune_baselines": baselines(args.tune_baselines), "search": search_arguments(args)}
     record = read_plan(study_dir, plan)
     study_dir.mkdir(parents=True, exist_ok=True)
     record.update(command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), address=args.address)

@@ -28,24 +28,7 @@ from iakd_core.console import OneLineParser, fail, non_negative_float, positive_
 from iakd_core.methods import searched_hyperparameters
 from iakd_core.presets import DEFAULT_PRESET, PRESETS, preset_config
 from iakd_core.units import architecture_granularities
-from study.cli import MLFLOW_DEFAULT, exit_now, private_ray_environment, run_command
-from study.schedulers import SCHEDULERS
-
-SAMPLERS = ("tpe", "random", "qmc", "tpe-complete")  # study.sweep.make_sampler builds them
-
-
-def share(text: str) -> float:
-    value = non_negative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"{value} must be below 1 (a share of the trials)")
-    return value
-
-
-def above_one(text: str) -> int:
-    value = positive_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 2 (a rung keeps the top 1/this)")
-    return value
+from study.cli import MLFLOW_DEFAULT, add_search_options, exit_now, private_ray_environment, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,23 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", help="teacher architecture (e.g. resnet56)")
     p.add_argument("--student", help="student architecture (e.g. resnet20)")
     p.add_argument("--max-epochs", type=positive_int, help="epochs of a full-fidelity trial (preset's default)")
-    p.add_argument("--grace-epochs", type=positive_int, help="ASHA: epochs before a trial can be stopped")
     p.add_argument("--train-size", type=positive_int, help="train subset size")
     p.add_argument("--val-size", type=positive_int, help="validation subset size")
-    p.add_argument("--concurrency", type=positive_int, help="trials at once (preset's default; 1 in "
-                   "--deterministic mode)")
     p.add_argument("--cpus-per-trial", type=positive_int, help="CPUs (= torch threads) per trial")
     p.add_argument("--gpus-per-trial", type=non_negative_float, default=None,
                    help="GPUs per trial (fractions share a GPU; 0 = CPU trials)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training")
-    p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default tpe; tpe-complete: TPE "
-                   "told nothing about PRUNED trials, for bench/bench_search.py)")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default="asha", help="trial scheduler (default asha)")
-    p.add_argument("--hedge", type=share, default=None, metavar="SHARE",
-                   help="ASHA: share of trials in a bracket that is never stopped early, which also measures how "
-                   "well the rungs rank (default 0: plain ASHA)")
-    p.add_argument("--reduction-factor", type=above_one, default=None,
-                   help="ASHA: a rung keeps the top 1/this of the trials, a whole number (preset's default)")
+    add_search_options(p)
     p.add_argument("--objective", choices=("acc", "acc+cost"), default="acc",
                    help="maximise val accuracy, or also minimise training seconds (multi-objective)")
     p.add_argument("--search-optimizer", action="store_true", help="also search learning rate and weight decay")

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 SCHEDULERS = ("asha", "fifo")
+SAMPLERS = ("tpe", "random", "qmc", "tpe-complete")  # study.sweep.make_sampler builds them
 METRIC = "val_acc"
 
 

@@ -21,7 +21,7 @@ ARMS = "student,kd,kd_tuned,iakd_best"
 def study_args(tmp_path, teacher_cache, **changes):
     args = {"--presets": "smoke,smoke-wrn", "--budget": "3", "--seeds": "2", "--arms": ARMS,
             "--output-dir": str(tmp_path), "--name": "st", "--teacher-cache": teacher_cache,
-            "--data-root": str(ROOT / "data"), **changes}
+            "--data-root": str(ROOT / "data"), "--reduction-factor": "3", "--concurrency": "2", **changes}
     return [sys.executable, str(SCRIPT), *[x for k, v in args.items() for x in (k, v)]]
 
 
@@ -50,6 +50,12 @@ def test_study_runs_every_setting_survives_an_interrupt_and_reports_methods_by_s
                            cwd=ROOT, timeout=120)
     assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1
     assert "seeds 2 (asked: 3)" in other.stderr
+    other = subprocess.run(study_args(tmp_path, teacher_cache, **{"--reduction-factor": "2"}), capture_output=True,
+                           text=True, cwd=ROOT, timeout=120)
+    assert other.returncode == 2 and "--reduction-factor=2" in other.stderr  # the search is part of the plan
+    for sweep in ("smoke-sweep", "smoke-kd-sweep"):  # the search options reach every sweep of the study
+        recorded = json.loads((study / sweep / "manifest.json").read_text())["args"]
+        assert recorded["reduction_factor"] == 3 and recorded["concurrency"] == 2, recorded
 
     again = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
@@ -91,7 +97,9 @@ def test_study_bad_input_is_one_line_and_writes_nothing(tmp_path):
                          (["--presets", "smoke,smoke"], "names a setting twice"),
                          (["--budget", "0"], "must be at least 1"),
                          (["--tune-baselines", "kd,iakd"], "iakd is not a baseline"),
-                         (["--tune-baselines", "student"], "student is not a baseline with hyperparameters")):
+                         (["--tune-baselines", "student"], "student is not a baseline with hyperparameters"),
+                         (["--hedge", "1"], "must be below 1"), (["--reduction-factor", "1"], "at least 2"),
+                         (["--scheduler", "bohb"], "invalid choice")):
         r = subprocess.run([sys.executable, str(SCRIPT), *bad, "--output-dir", str(tmp_path / "o")],
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
