@@ -49,6 +49,7 @@ from analysis.tables import (
     sweep_summary,
     table1,
 )
+from iakd_core.console import display_path
 from iakd_core.files import write_text
 
 NUMBER_LIKE = re.compile(r"^\*{0,2}[<>+\-−]?\d")  # 86.95 ± 0.30, +0.25 [...], <0.001, **87.10 ...**
@@ -357,15 +358,6 @@ def run_commands(run: Run) -> list[str]:
             if source is not None]
 
 
-def display_path(path: Path) -> str:
-    """A path relative to the project root when it lies inside it (reports stay valid in any clone)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        return path.resolve().relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def source_sweep(run: Run) -> Run | None:
     """The sweep an ablation came from: at its recorded path, else beside the ablation (a moved/cloned folder)."""
     source = run.manifest.get("source_sweep") if run.kind == "ablation" else None
@@ -486,7 +478,7 @@ def build_report(run: Run) -> str:
     else:
         lines += sweep_section(run, "Sweep summary", run.path, run.path / "figures") + [""]
     lines += environment_section(run, [*run_commands(run), "python analysis/plots.py",
-                                       f"python analysis/report.py {display_path(run.path)}"])
+                                       f"python analysis/report.py {display_path(run.path, CHECKOUT_ROOT)}"])
     return "\n".join(lines)
 
 
@@ -501,8 +493,8 @@ def study_report(runs: list[Run], out: Path) -> str:
     Holm-adjusted p per setting, then each setting's own sections. Figures are drawn into ``out``."""
     labels = setting_labels(runs)
     named = dict(zip(labels, runs, strict=True))
-    report_command = ("python analysis/report.py " + " ".join(display_path(r.path) for r in runs)
-                      + f" --out {display_path(out)}")
+    report_command = ("python analysis/report.py " + " ".join(display_path(r.path, CHECKOUT_ROOT) for r in runs)
+                      + f" --out {display_path(out, CHECKOUT_ROOT)}")
     lines = [f"# IAKD study report — {len(runs)} settings", "", PROTOCOL, "", "Settings:", ""]
     lines += [f"- **{label}**: {setting_line(run)}; seeds {run.manifest.get('seeds', [])} (run `{run.name}`)"
               for label, run in named.items()]

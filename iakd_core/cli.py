@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, TrialConfig, fields_where
-from .console import fail
+from .console import fail, unknown_preset
 from .methods import method_overrides
 from .presets import DEFAULT_PRESET, PRESETS, preset_config
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.preset not in PRESETS:
-            fail(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
+            fail(unknown_preset(args.preset, PRESETS))
         cfg = config_from_args(args, SKIP[args.command])
         if args.command == "teacher":
             start = time.perf_counter()

@@ -8,9 +8,11 @@ call :func:`guard_startup` before its own imports load them.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import signal
 import sys
+from pathlib import Path
 
 
 def guard_startup(before: str) -> None:
@@ -23,6 +25,26 @@ def guard_startup(before: str) -> None:
 
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, stop)
+
+
+def display_path(path: Path, base: Path | str | None = None) -> str:
+    """``path`` relative to ``base`` (default: the current directory) when it lies inside it, else absolute: what
+    a message or a report prints, so that the command it shows can be pasted."""
+    base = Path.cwd() if base is None else Path(base)
+    try:
+        return Path(path).resolve().relative_to(base.resolve()).as_posix() or "."
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def did_you_mean(word: str, choices) -> str:
+    """`` (did you mean 'laptop'?)`` for the closest of ``choices`` to a mistyped ``word`` (difflib), else ``""``."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_preset(name: str, presets) -> str:
+    return f"unknown preset {name!r}{did_you_mean(name, presets)}; choose one of: {', '.join(presets)}"
 
 
 def fail(message: str) -> None:
@@ -38,7 +60,19 @@ def fmt_seconds(s: float) -> str:
 
 
 class OneLineParser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors, and without prefix matching: ``--hedg`` is an error with a
+    suggestion, not silently ``--hedge`` (a mistyped option must never start hours of work)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # argparse's usage dump -> the project's one-line error, exit 2
+        if message.startswith("unrecognized arguments: "):
+            options = [o for action in self._actions for o in action.option_strings]
+            hints = [did_you_mean(word.split("=")[0], options) for word in message.split(": ", 1)[1].split()
+                     if word.startswith("-")]
+            message += "".join(h.replace(" (", "; ", 1).rstrip(")") for h in hints if h)
         fail(message)
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from analysis.summaries import BARELY_SWAPS, SWAPS
 from iakd_core.config import TrialConfig, fields_where
+from iakd_core.console import display_path
 from iakd_core.hybrid import STUDENT_BN_MODES, TEACHER_BN_MODES
 from iakd_core.methods import METHODS, method_overrides, optional_terms_off
 from iakd_core.schedules import mean_probability
@@ -202,7 +203,8 @@ class AblationKind:
                       configs=configs)
 
     def finish(self, run_dir: Path, manifest: dict[str, Any], tables: Tables) -> list[str]:
-        return []
+        return [f"next: python analysis/report.py {display_path(run_dir)}   (report.md/.html: Tables 1-6, figures, "
+                "conclusion)"]
 
 
 ABLATION = AblationKind()

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from iakd_core.cli import check_output_dir
-from iakd_core.console import OneLineParser, fail, positive_int
+from iakd_core.console import OneLineParser, did_you_mean, fail, positive_int
 from study.cli import MLFLOW_DEFAULT, exit_now, private_ray_environment, run_command
 
 SEED_OFFSET = 1000  # ablation seeds = sweep seed + SEED_OFFSET + i: never a seed the sweep trained with
@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         wanted = [a.strip() for a in args.arms.split(",") if a.strip()]
         unknown = sorted(set(wanted) - set(arms))
         if unknown:
-            fail(f"unknown or inapplicable arm(s) {unknown}; this sweep's arms: {', '.join(arms)}")
+            fail(f"unknown or inapplicable arm(s) {unknown}{did_you_mean(unknown[0], arms)}; this sweep's arms: "
+                 f"{', '.join(arms)}")
         arms = {a: arms[a] for a in wanted}
     out = Path(args.output_dir)
     check_output_dir(out)

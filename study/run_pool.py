@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from iakd_core.cli import check_output_dir
-from iakd_core.console import OneLineParser, fail, fmt_seconds, positive_int
+from iakd_core.console import OneLineParser, fail, fmt_seconds, positive_int, unknown_preset
 from iakd_core.files import write_json
 from iakd_core.presets import PRESETS
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     if args.preset not in PRESETS:
-        fail(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
+        fail(unknown_preset(args.preset, PRESETS))
     plan = {"preset": args.preset, "size": args.size, "seed": args.seed,
             "fidelities": fidelities(args.preset, args.short)}
     out = Path(args.output_dir)

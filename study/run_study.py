@@ -34,7 +34,7 @@ from typing import Any
 
 from iakd_core.cli import check_output_dir
 from iakd_core.config import METHOD_NAMES
-from iakd_core.console import OneLineParser, fail, fmt_seconds, positive_int
+from iakd_core.console import OneLineParser, did_you_mean, fail, fmt_seconds, positive_int
 from iakd_core.files import write_json
 from iakd_core.methods import searched_hyperparameters
 from iakd_core.presets import PRESETS, STUDY_PRESETS
@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     unknown = [p for p in presets if p not in PRESETS]
     if unknown or not presets:
-        fail(f"unknown preset(s) {unknown or args.presets!r}; choose from: {', '.join(PRESETS)}")
+        hint = did_you_mean(unknown[0], PRESETS) if unknown else ""
+        fail(f"unknown preset(s) {unknown or args.presets!r}{hint}; choose from: {', '.join(PRESETS)}")
     if len(set(presets)) != len(presets):
         fail(f"--presets names a setting twice: {args.presets}")
     tunable = [m for m in METHOD_NAMES if m != "iakd" and searched_hyperparameters(m)]

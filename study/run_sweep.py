@@ -24,7 +24,7 @@ from typing import Any
 
 from iakd_core.cli import check_output_dir, read_config_file
 from iakd_core.config import METHOD_NAMES, TrialConfig
-from iakd_core.console import OneLineParser, fail, non_negative_float, positive_int
+from iakd_core.console import OneLineParser, fail, non_negative_float, positive_int, unknown_preset
 from iakd_core.methods import searched_hyperparameters
 from iakd_core.presets import DEFAULT_PRESET, PRESETS, preset_config
 from iakd_core.units import architecture_granularities
@@ -86,7 +86,7 @@ def resolve_setup(args: argparse.Namespace) -> tuple[dict[str, Any], list[int], 
     """Validate everything that can be checked before anything is written. Returns (base config, granularities,
     sweep settings); any problem -> one-line error, exit 2."""
     if args.preset not in PRESETS:
-        fail(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
+        fail(unknown_preset(args.preset, PRESETS))
     settings = dict(PRESETS[args.preset]["sweep"])
     for key in ("max_epochs", "grace_epochs", "reduction_factor", "hedge", "concurrency", "cpus_per_trial",
                 "gpus_per_trial"):

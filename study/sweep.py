@@ -23,6 +23,7 @@ import optuna
 
 from analysis.summaries import SWAPS, describe_config
 from iakd_core.config import TrialConfig
+from iakd_core.console import display_path
 from iakd_core.files import write_json
 
 from .cli import RunError, disk_full
@@ -308,8 +309,16 @@ class SweepKind:
                                       "swap_mean_p": float(top["swap_mean_p"]),
                                       "config": tables.configs[top["trial_id"]]}
         write_json(run_dir / "best_config.json", facts)
+        where = display_path(run_dir)
+        if sweep_method(manifest) == "iakd":
+            ablate = f"python study/run_ablation.py {where}"
+        else:
+            ablate = f"python study/run_ablation.py <an IAKD sweep of this setting> --tuned {where}"
         return [f"best: val_acc {best['val_acc_last']:.2f}% (trial {int(best['trial_number'])}: "
-                f"{describe(best.to_dict(), sweep_method(manifest))})"]
+                f"{describe(best.to_dict(), sweep_method(manifest))})",
+                f"next: {ablate}   (the best config on fresh seeds, test set once)",
+                f"      python analysis/report.py {where}   (report.md/.html with every figure)",
+                f"      optuna-dashboard --host 127.0.0.1 sqlite:///{where}/optuna.db   (pip install optuna-dashboard)"]
 
 
 SWEEP = SweepKind()

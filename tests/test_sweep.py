@@ -153,6 +153,8 @@ def test_hedged_asha_never_stops_its_hedge_bracket_and_assigns_it_by_seed(tmp_pa
     (["--budget", "0"], "must be at least 1"),
     (["--budget", "many"], "not a whole number"),
     (["--budget", "2", "--preset", "huge"], "unknown preset"),
+    (["--budget", "2", "--preset", "lapto"], "unknown preset 'lapto' (did you mean 'laptop'?)"),
+    (["--budget", "2", "--hedg", "0.2"], "unrecognized arguments: --hedg 0.2; did you mean '--hedge'?"),  # no prefix
     (["--budget", "2", "--dataset", "mnist"], "dataset='mnist' is not one of"),
     (["--budget", "2", "--student", "resnet21"], "unknown architecture"),
     (["--budget", "2", "--gpus-per-trial", "-1"], "must be 0 or more"),
