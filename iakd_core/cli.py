@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, TrialConfig, fields_where
-from .console import fail, unknown_preset
+from .console import OneLineParser, fail, unknown_preset
 from .methods import method_overrides
 from .presets import DEFAULT_PRESET, PRESETS, preset_config
 
@@ -107,8 +107,8 @@ def _progress(prefix: str, epochs: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="iakd", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineParser(prog="iakd", description=__doc__.split("\n\n")[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("train", "train one configuration and print its final metrics"),
                             ("teacher", "train the preset's teacher (or load it from the cache) and print it")):

@@ -69,7 +69,9 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # argparse's usage dump -> the project's one-line error, exit 2
         if message.startswith("unrecognized arguments: "):
-            options = [o for action in self._actions for o in action.option_strings]
+            parsers = [self, *(sub for action in self._actions if isinstance(action, argparse._SubParsersAction)
+                               for sub in action.choices.values())]
+            options = [o for parser in parsers for action in parser._actions for o in action.option_strings]
             hints = [did_you_mean(word.split("=")[0], options) for word in message.split(": ", 1)[1].split()
                      if word.startswith("-")]
             message += "".join(h.replace(" (", "; ", 1).rstrip(")") for h in hints if h)

@@ -83,6 +83,7 @@ def test_cli_trains_one_configuration_and_prints_json(tmp_path, teacher_cache):
     (["--student", "resnet21"], "unknown architecture"),
     (["--preset", "nope"], "unknown preset"),
     (["--units-per-stage", "3"], "not possible for resnet26 -> resnet14"),
+    (["--epoch", "3"], "unrecognized arguments: --epoch 3; did you mean '--epochs'?"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(args, message, teacher_cache):
     out = cli("train", "--teacher-cache", teacher_cache, "--preset", "smoke", "--teacher-epochs", "1", *args)
