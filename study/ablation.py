@@ -155,6 +155,12 @@ def grid(manifest: dict[str, Any]) -> list[tuple[str, int]]:
     return [(arm, seed) for arm in manifest["arms"] for seed in manifest["seeds"]]
 
 
+def trial_folder(trial) -> str:
+    """Ray Tune's folder of an ablation trial, named by its arm and seed (as its record) instead of Ray's counter."""
+    point = trial.config["point"]
+    return f"trial-{record_key(point['arm'], point['seed'])}-{trial.trial_id}"
+
+
 def ablation_trial(config: dict[str, Any], base: dict[str, Any], arms: dict[str, dict[str, Any]],
                    run_dir: str) -> None:
     """Ray Tune trainable: one (arm, seed) point of the grid; its last report carries the test accuracy."""
@@ -184,7 +190,8 @@ class AblationKind:
             trial_resources(settings))
         progress = Progress(manifest["budget"], settings["max_epochs"], describe_point, done=len(done),
                             failed=sum(r.error is not None for r in done))
-        tune_config = tune.TuneConfig(max_concurrent_trials=settings["concurrency"], reuse_actors=True)
+        tune_config = tune.TuneConfig(max_concurrent_trials=settings["concurrency"], reuse_actors=True,
+                                      trial_dirname_creator=trial_folder)
         return Session(trainable, tune_config, len(todo), progress, param_space={"point": tune.grid_search(todo)})
 
     def tables(self, run_dir: Path, manifest: dict[str, Any], base: dict[str, Any]) -> Tables:

@@ -35,6 +35,11 @@ def trial_by_number(study: optuna.Study, number: int) -> optuna.trial.Trial:
     return optuna.trial.Trial(study, trial_id)
 
 
+# A trial's last result -> the Optuna user attributes that carry it (what the tables know, for optuna-dashboard).
+TRIAL_ATTRS = {"train_seconds_total": "train_seconds", "swap_rate": "swap_rate_last_epoch",
+               "val_acc_recal": "val_acc_recalibrated", "val_acc_best": "val_acc_best", "test_acc": "test_acc"}
+
+
 class FidelityAwareOptunaSearch(OptunaSearch):
     """OptunaSearch that knows about multi-fidelity and interruption.
 
@@ -82,6 +87,10 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials[trial_id]
         epochs = (result or {}).get("training_iteration", 0)
         ot_trial.set_user_attr("epochs", epochs)
+        for key, name in TRIAL_ATTRS.items():  # what optuna-dashboard shows beside each trial
+            value = (result or {}).get(key)
+            if isinstance(value, int | float) and value == value:
+                ot_trial.set_user_attr(name, round(float(value), 4))
         if error:
             if self.full_disk is not None and self.full_disk(ot_trial.number):  # not the trial's fault: leave it
                 raise OSError(errno.ENOSPC, f"No space left on device (trial {ot_trial.number})")  # RUNNING

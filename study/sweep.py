@@ -45,6 +45,12 @@ def record_key(number: int) -> str:
     return f"t{number:04d}"
 
 
+def trial_folder(trial) -> str:
+    """Ray Tune's folder of a sweep trial, named by its Optuna number (the one numbering of the tables, the
+    report and optuna-dashboard) instead of Ray's own counter."""
+    return f"trial-{record_key(trial.config['trial_number'])}-{trial.trial_id}"
+
+
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -266,7 +272,8 @@ class SweepKind:
         limiter = ConcurrencyLimiter(search, max_concurrent=settings["concurrency"], batch=args["deterministic"])
         remaining = manifest["budget"] - len(finished)
         tune_config = tune.TuneConfig(search_alg=limiter, scheduler=scheduler, num_samples=remaining,
-                                      max_concurrent_trials=settings["concurrency"], reuse_actors=True)
+                                      max_concurrent_trials=settings["concurrency"], reuse_actors=True,
+                                      trial_dirname_creator=trial_folder)
         return Session(trainable, tune_config, remaining, progress)
 
     def tables(self, run_dir: Path, manifest: dict[str, Any], base: dict[str, Any]) -> Tables:

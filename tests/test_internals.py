@@ -44,12 +44,16 @@ def test_searcher_adopts_a_running_trial_under_its_number_and_tells_each_outcome
     second = s.suggest("tune-b")
     assert second["trial_number"] == 1
     s.on_trial_result("tune-a", {"val_acc": 10.0, "training_iteration": 1})
-    s.on_trial_complete("tune-a", {"val_acc": 30.0, "training_iteration": 3})  # full fidelity
+    s.on_trial_complete("tune-a", {"val_acc": 30.0, "training_iteration": 3, "train_seconds_total": 12.5,
+                                   "swap_rate": 0.25, "val_acc_recal": float("nan")})  # full fidelity
     s.on_trial_complete("tune-b", {"val_acc": 5.0, "training_iteration": 1})  # ASHA stopped it
     states = {t.number: t.state.name for t in study.get_trials()}
     assert states == {0: "COMPLETE", 1: "PRUNED"}
     assert study.trials[0].intermediate_values == {1: 10.0, 3: 30.0}  # the final value is reported too
     assert study.trials[0].user_attrs["tune_trial_id"] == "tune-a"
+    attrs = study.trials[0].user_attrs  # what the dashboard shows beside the trial; an absent (NaN) value is left out
+    assert attrs["train_seconds"] == 12.5 and attrs["swap_rate_last_epoch"] == 0.25
+    assert "val_acc_recalibrated" not in attrs
 
 
 def test_a_re_run_trial_reporting_an_epoch_its_first_attempt_reported_keeps_the_first_without_a_warning(

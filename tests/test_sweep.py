@@ -143,6 +143,8 @@ def test_hedged_asha_never_stops_its_hedge_bracket_and_assigns_it_by_seed(tmp_pa
     trials = pd.read_parquet(tmp_path / "hedge" / "trials.parquet").set_index("trial_number").sort_index()
     assert list(trials["bracket"]) == [hedge_bracket(2, n, 0.4) for n in range(6)] == [1, 0, 0, 0, 0, 1]
     assert (trials.loc[trials["bracket"] == 1, "status"] == "COMPLETE").all()
+    folders = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "hedge" / "ray").glob("session-*/trial-*"))
+    assert folders == [f"trial-t{n:04d}" for n in range(6)]  # Ray's trial folders carry the Optuna number
     manifest = json.loads((tmp_path / "hedge" / "manifest.json").read_text())
     assert manifest["settings"]["hedge"] == 0.4
     table = check_recorded(trials.reset_index(), pd.read_parquet(tmp_path / "hedge" / "epochs.parquet"), manifest)
