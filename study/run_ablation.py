@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=positive_int, default=5,
                    help="seeds per arm (default 5: enough for a paired 95 %% CI of about ±0.5 points on the "
                    "laptop preset)")
-    p.add_argument("--arms", help="comma-separated subset of arms (default: all that apply)")
+    p.add_argument("--arms", help="comma-separated subset of arms (default: all that apply; --list-arms shows them)")
+    p.add_argument("--list-arms", action="store_true",
+                   help="print the arms that apply to this sweep (factor, compared with, label) and exit")
     p.add_argument("--tuned", action="append", default=[], metavar="SWEEP",
                    help="a finished sweep of a baseline method (run_sweep.py --method kd) on the same setting: "
                    "adds the arm <method>_tuned, its best config on the ablation's seeds (repeatable)")
@@ -88,7 +90,7 @@ def tuned_best(path: Path, sweep: dict, read_manifest) -> tuple[str, dict, int]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     private_ray_environment(args.address, args.resume)  # before anything below imports Ray
-    from study.ablation import ABLATION, ablation_arms
+    from study.ablation import ABLATION, ablation_arms, arm_facts
     from study.runner import launch, read_manifest, resume, with_added_keys
 
     if args.resume:
@@ -117,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     swapping = (best.get("best_swapping") or {}).get("config")
     swapping = with_added_keys(swapping) if swapping else None
     arms = ablation_arms(best["config"], sweep["granularities"], tuned, swapping)
+    if args.list_arms:
+        for arm in arms:
+            factor, versus, label = arm_facts(arm)
+            print(f"{arm:<28} {factor:<12} {'vs ' + versus if versus else '':<24} {label}")
+        return 0
     if args.arms:
         wanted = [a.strip() for a in args.arms.split(",") if a.strip()]
         unknown = sorted(set(wanted) - set(arms))

@@ -110,6 +110,10 @@ def train_and_report(config: dict[str, Any], run_dir: str, key: str, params: dic
     tune.report({**last, **({"test_acc": final["test_acc"]} if "test_acc" in final else {})})
 
 
+def article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def student_file(run_dir: str | Path, key: str) -> Path:
     return Path(run_dir) / "students" / f"{key}.pt"
 
@@ -283,12 +287,12 @@ def read_manifest(run_dir: Path, kind: str) -> dict[str, Any]:
     try:
         manifest = json.loads((run_dir / "manifest.json").read_text())
     except (OSError, ValueError):
-        raise RunError(f"{run_dir} is not a {kind} run folder (no readable manifest.json); pass a folder that "
-                       f"run_{kind}.py created") from None
+        raise RunError(f"{run_dir} is not {article(kind)} {kind} run folder (no readable manifest.json); pass a "
+                       f"folder that run_{kind}.py created") from None
     if manifest.get("kind") != kind:
         other = manifest.get("kind", "unknown")
-        raise RunError(f"{run_dir} is not a {kind} run folder (its manifest says kind {other!r}); resume it with "
-                       f"run_{other}.py --resume")
+        raise RunError(f"{run_dir} is not {article(kind)} {kind} run folder (its manifest says kind {other!r}); "
+                       f"resume it with run_{other}.py --resume")
     manifest["base_config"] = with_added_keys(manifest.get("base_config", {}))
     return manifest
 

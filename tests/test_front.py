@@ -34,3 +34,11 @@ def test_a_subcommand_is_its_script(tmp_path):
     assert run([*IAKD, "train", "--preset", "nope"]).stderr.startswith("error: unknown preset 'nope'")
     dashboard = run([*IAKD, "dashboard", str(tmp_path)])
     assert dashboard.returncode == 2 and "holds no optuna.db" in dashboard.stderr
+
+
+def test_list_arms_prints_the_arms_of_a_sweep_and_writes_nothing(tmp_path):
+    listed = run([*IAKD, "ablate", "results/reference/laptop-sweep", "--list-arms", "--output-dir", str(tmp_path)])
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()}
+    assert {"student", "kd", "iakd_best", "iakd_paper_default", "no_swap"} <= set(rows)
+    assert "vs iakd_best" in rows["no_swap"] and not any(tmp_path.iterdir())
