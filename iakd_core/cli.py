@@ -32,17 +32,27 @@ SKIP = {"train": frozenset(),
                                                    "evaluate_test"}}
 
 
-def add_config_options(parser: argparse.ArgumentParser, skip: frozenset[str] = frozenset()) -> None:
-    """One ``--option`` per TrialConfig field (values are validated later by ``TrialConfig.from_dict``)."""
-    group = parser.add_argument_group("trial configuration (defaults: the preset's, else TrialConfig's)")
+def shown(value: Any) -> str:
+    """A default as --help prints it: a sequence comma-separated, an empty one or None as 'none'."""
+    if isinstance(value, tuple | list):
+        return ",".join(map(str, value)) or "none"
+    return "none" if value is None else str(value)
+
+
+def add_config_options(parser: argparse.ArgumentParser, skip: frozenset[str] = frozenset(),
+                       preset: str | None = None) -> None:
+    """One ``--option`` per TrialConfig field (values are validated later by ``TrialConfig.from_dict``); the
+    default each help line shows is the one the run gets: the preset's value, else TrialConfig's."""
+    values = preset_config(preset) if preset in PRESETS else {}
+    group = parser.add_argument_group(f"trial configuration (defaults shown: preset {preset}'s, else "
+                                      "TrialConfig's)" if values else "trial configuration")
     for f in dataclasses.fields(TrialConfig):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         meta = f.metadata
         extra = f" [{', '.join(meta['choices'])}]" if "choices" in meta else ""
-        default = f.default if not isinstance(f.default, tuple) else ",".join(map(str, f.default))
-        help_text = f"{meta['help']}{extra} (TrialConfig default: {default})"
+        help_text = f"{meta['help']}{extra} (default: {shown(values.get(f.name, f.default))})"
         if f.type == "bool":
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
@@ -107,6 +117,10 @@ def _progress(prefix: str, epochs: int):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    first = argparse.ArgumentParser(add_help=False)  # --help shows the defaults of the preset asked for
+    first.add_argument("--preset", default=DEFAULT_PRESET)
+    chosen = first.parse_known_args(argv)[0].preset
     parser = OneLineParser(prog="iakd", description=__doc__.split("\n\n")[0],
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "train":
             p.add_argument("--output-dir", metavar="DIR", help="write student.pt, student_best.pt (if the best "
                                                                 "epoch is not the last), config.json, metrics.json")
-        add_config_options(p, SKIP[name])
+        add_config_options(p, SKIP[name], chosen)
     args = parser.parse_args(argv)
     from .data import DataUnavailableError
     from .teacher import TeacherCacheError, get_teacher

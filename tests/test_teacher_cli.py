@@ -100,6 +100,10 @@ def test_an_impossible_granularity_fails_before_any_teacher_is_trained(tmp_path)
 def test_cli_help_lists_the_options():
     out = cli("train", "--help")
     assert out.returncode == 0 and "--swap-schedule" in out.stdout and "--units-per-stage" in out.stdout
+    flat = " ".join(out.stdout.split())  # the defaults shown are the ones the run gets: the default preset's
+    assert "student architecture (default: resnet14)" in flat and "ASHA rungs) (default: none)" in flat
+    smoke = " ".join(cli("train", "--preset", "smoke", "--help").stdout.split())
+    assert "training epochs (the fidelity ASHA cuts) (default: 3)" in smoke
     teacher = cli("teacher", "--help")  # only what shapes a teacher
     assert teacher.returncode == 0 and "--teacher-epochs" in teacher.stdout and "--lr" in teacher.stdout
     assert not any(flag in teacher.stdout for flag in ("--swap-schedule", "--kd-weight", "--student ", "--epochs "))
