@@ -23,6 +23,7 @@ from typing import Any
 
 from .config import ConfigError, TrialConfig, fields_where
 from .console import OneLineParser, fail, unknown_preset
+from .files import write_text
 from .methods import method_overrides
 from .presets import DEFAULT_PRESET, PRESETS, preset_config
 
@@ -116,8 +117,48 @@ def _progress(prefix: str, epochs: int):
     return report
 
 
+def _logged(report, path: Path):
+    """``report``, and each epoch's metrics as one JSON line in ``path`` (started afresh, flushed per epoch)."""
+    log = path.open("w")
+
+    def both(m: dict[str, Any]) -> None:
+        log.write(json.dumps(m, default=str) + "\n")
+        log.flush()
+        report(m)
+
+    return both
+
+
+def config_text(config: dict[str, Any], path: str | Path, header: str = "") -> str:
+    """A config as YAML (``.yaml``/``.yml``) or JSON (anything else), readable back with ``--config``."""
+    if Path(path).suffix in (".yaml", ".yml"):
+        import yaml
+
+        return header + yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
+    return json.dumps(config, indent=2) + "\n"
+
+
+def preset_files() -> dict[str, str]:
+    """``configs/<preset>.yaml`` for every preset: its resolved config, loadable with ``--config``, with the
+    preset's description and sweep settings as comments (made from the registry: tests check the files match)."""
+    out = {}
+    for name, preset in PRESETS.items():
+        sweep = ", ".join(f"{k} {v}" for k, v in preset.get("sweep", {}).items())
+        header = (f"# preset {name}: {preset.get('description', '')}\n# sweep defaults: {sweep}\n"
+                  f"# generated from iakd_core/presets.py by: python -m iakd_core configs (do not edit: change the "
+                  f"registry)\n")
+        out[f"{name}.yaml"] = config_text(TrialConfig.from_dict(preset_config(name)).to_dict(), "x.yaml", header)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["configs"]:  # (re)write configs/<preset>.yaml from the preset registry
+        folder = Path(argv[1] if len(argv) > 1 else "configs")
+        for name, text in preset_files().items():
+            write_text(folder / name, text)
+        print(f"wrote {len(PRESETS)} preset configs to {folder}/")
+        return 0
     first = argparse.ArgumentParser(add_help=False)  # --help shows the defaults of the preset asked for
     first.add_argument("--preset", default=DEFAULT_PRESET)
     chosen = first.parse_known_args(argv)[0].preset
@@ -131,9 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
         p.add_argument("--config", metavar="FILE", help="JSON/YAML config (or a sweep's best_config.json) applied "
                                                         "over the preset; flags override it")
+        p.add_argument("--dump-config", metavar="FILE", help="write the resolved config (preset, --config, flags) "
+                       "to FILE (.yaml/.yml or .json) and exit without training")
         if name == "train":
             p.add_argument("--output-dir", metavar="DIR", help="write student.pt, student_best.pt (if the best "
-                                                                "epoch is not the last), config.json, metrics.json")
+                                                                "epoch is not the last), config.json, metrics.json "
+                                                                "and log.jsonl (one line per epoch)")
         add_config_options(p, SKIP[name], chosen)
     args = parser.parse_args(argv)
     from .data import DataUnavailableError
@@ -145,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.preset not in PRESETS:
             fail(unknown_preset(args.preset, PRESETS))
         cfg = config_from_args(args, SKIP[args.command])
+        if args.dump_config:
+            write_text(Path(args.dump_config), config_text(cfg.to_dict(), args.dump_config))
+            print(f"wrote {args.dump_config}")
+            return 0
         if args.command == "teacher":
             start = time.perf_counter()
             _, meta, cached = get_teacher(cfg, progress=_progress(f"teacher {cfg.teacher}", cfg.teacher_epochs))
@@ -152,9 +200,11 @@ def main(argv: list[str] | None = None) -> int:
                    "test_acc": meta.get("test_acc"), "key": meta.get("key"), "source": meta.get("source"),
                    "seconds": round(time.perf_counter() - start, 2)}
         else:
+            report = _progress(f"{cfg.method} {cfg.student}", cfg.epochs)
             if args.output_dir:
                 check_output_dir(Path(args.output_dir))
-            out = run_trial(cfg, _progress(f"{cfg.method} {cfg.student}", cfg.epochs), output_dir=args.output_dir)
+                report = _logged(report, Path(args.output_dir) / "log.jsonl")
+            out = run_trial(cfg, report, output_dir=args.output_dir)
     except (ConfigError, DataUnavailableError, TeacherCacheError, IncompatiblePairError) as err:
         fail(str(err))
     if args.json:

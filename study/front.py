@@ -30,7 +30,8 @@ SCRIPTS = {
     "pool": ("study/run_pool.py", "the learning-curve pool for scheduler replay"),
     "replay": ("study/run_replay.py", "replay trial schedulers on a pool, or check one against a recorded sweep"),
 }
-CORE = {"train": "train one configuration", "teacher": "train or load a preset's teacher"}
+CORE = {"train": "train one configuration", "teacher": "train or load a preset's teacher",
+        "configs": "(re)write configs/<preset>.yaml from the preset registry"}
 OTHER = {"dashboard": "open a sweep's Optuna study in optuna-dashboard, on 127.0.0.1 only"}
 
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if command in CORE:
         from iakd_core.cli import main as core_main
 
-        return core_main([command, *rest])
+        return core_main([command, *rest])  # (configs takes an optional folder, not options)
     if command == "dashboard":
         return dashboard(rest)
     if command not in SCRIPTS:

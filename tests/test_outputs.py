@@ -35,6 +35,8 @@ def trained(tmp_path_factory, teacher_cache):
 def test_saved_student_loads_and_evaluates_to_the_recorded_accuracy(trained):
     out, metrics = trained
     assert json.loads((out / "metrics.json").read_text()) == metrics
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]  # one line per epoch
+    assert [m["epoch"] for m in log] == [1, 2, 3] and log[-1]["val_acc"] == metrics["val_acc"]
     cfg = TrialConfig.from_dict(json.loads((out / "config.json").read_text()))
     data = load_splits(cfg)
     student = build_model(cfg.student, data.num_classes, data.in_channels)
@@ -87,3 +89,23 @@ def test_outside_teacher_weights_are_checked_loaded_and_evaluated(tmp_path, teac
     torch.save(build_model("resnet26", 10, 1), pickled)  # a whole pickled module, not a state_dict
     proc = cli(*smoke(teacher_cache, "--teacher-weights", str(pickled)))
     assert proc.returncode == 2 and "weights_only=True" in proc.stderr, proc.stderr
+
+
+def test_preset_config_files_match_the_registry_and_load_as_the_preset(tmp_path):
+    from pathlib import Path
+
+    from iakd_core.cli import preset_files
+    from iakd_core.presets import PRESETS
+
+    folder = Path(__file__).resolve().parent.parent / "configs"
+    files = preset_files()
+    assert sorted(files) == sorted(f"{name}.yaml" for name in PRESETS) == sorted(p.name for p in folder.glob("*"))
+    for name, text in files.items():  # regenerate with: python -m iakd_core configs
+        assert (folder / name).read_text() == text, f"configs/{name} is stale: run python -m iakd_core configs"
+    dumped = tmp_path / "laptop.yaml"
+    proc = cli("train", "--config", str(folder / "laptop.yaml"), "--epochs", "2", "--dump-config", str(dumped))
+    assert proc.returncode == 0 and not (tmp_path / "student.pt").exists(), proc.stderr
+    import yaml
+
+    expected = TrialConfig.from_dict(preset_config("laptop"), epochs=2)
+    assert TrialConfig.from_dict(yaml.safe_load(dumped.read_text())) == expected  # flags over the file, no training
