@@ -210,8 +210,38 @@ class AblationKind:
                       configs=configs)
 
     def finish(self, run_dir: Path, manifest: dict[str, Any], tables: Tables) -> list[str]:
+        record_study(run_dir, tables.trials)
         return [f"next: python analysis/report.py {display_path(run_dir)}   (report.md/.html: Tables 1-6, figures, "
-                "conclusion)"]
+                "conclusion)",
+                f"      optuna-dashboard --host 127.0.0.1 sqlite:///{display_path(run_dir)}/optuna.db"]
+
+
+def record_study(run_dir: Path, trials) -> None:
+    """The ablation as an Optuna study (``optuna.db``, study ``ablation``), so sweeps and ablations open in the
+    same viewer: one trial per finished (arm, seed), its value the test accuracy, the arm and seed as parameters
+    and the rest of its row (factor, compared with, validation accuracy, mean swap probability) as attributes.
+    Rebuilt from the tables each time the run finishes (built aside, then moved in place)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    done = trials[trials["status"] == "COMPLETE"] if len(trials) else trials
+    path, building = run_dir / "optuna.db", run_dir / "optuna.db.building"
+    building.unlink(missing_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="ablation", storage=f"sqlite:///{building}", direction="maximize")
+    study.set_metric_names(["test_acc"])
+    arms = sorted(set(done["arm"])) if len(done) else []
+    seeds = [int(s) for s in done["seed"]] if len(done) else [0]
+    space = {"arm": CategoricalDistribution(arms or ["none"]), "seed": IntDistribution(min(seeds), max(seeds))}
+    for row in done.to_dict("records"):
+        attrs = {k: row[k].item() if hasattr(row[k], "item") else row[k]  # numpy scalars -> JSON
+                 for k in ("factor", "versus", "label", "val_acc_last", "swap_mean_p", "trial_id")
+                 if k in row and row[k] is not None and row[k] == row[k]}
+        study.add_trial(optuna.trial.create_trial(params={"arm": row["arm"], "seed": int(row["seed"])},
+                                                  distributions=space, value=float(row["test_acc"]),
+                                                  user_attrs=attrs))
+    del study
+    building.replace(path)
 
 
 ABLATION = AblationKind()

@@ -32,7 +32,7 @@ SCRIPTS = {
 }
 CORE = {"train": "train one configuration", "teacher": "train or load a preset's teacher",
         "configs": "(re)write configs/<preset>.yaml from the preset registry"}
-OTHER = {"dashboard": "open a sweep's Optuna study in optuna-dashboard, on 127.0.0.1 only"}
+OTHER = {"dashboard": "open a sweep's or ablation's Optuna study in optuna-dashboard, on 127.0.0.1 only"}
 
 
 def usage() -> str:
@@ -44,11 +44,12 @@ def usage() -> str:
 def dashboard(args: list[str]) -> int:
     """``optuna-dashboard`` on the run's ``optuna.db``, bound to loopback (the study is the user's data)."""
     if not args or args[0].startswith("-"):
-        fail("give a sweep folder: iakd dashboard results/sweeps/<run> [--port 8080]")
+        fail("give a run folder: iakd dashboard results/sweeps/<run> [--port 8080]")
     run, rest = Path(args[0]), args[1:]
     db = run / "optuna.db"
     if not db.exists():
-        fail(f"{run} holds no optuna.db: only sweeps record an Optuna study (give a sweep folder)")
+        fail(f"{run} holds no optuna.db: give a sweep or ablation folder (ablations made before they recorded "
+             "one have none)")
     exe = shutil.which("optuna-dashboard")
     if exe is None:
         fail("optuna-dashboard is not installed: pip install optuna-dashboard (or pip install -e '.[dashboard]')")

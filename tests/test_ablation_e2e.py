@@ -68,6 +68,12 @@ def test_sweep_then_ablation_then_plots_then_report(tmp_path, teacher_cache):
     assert trials["test_acc"].between(0, 100).all() and (trials["epochs"] == 3).all()
     no_swap = trials[trials["arm"] == "no_swap"]
     assert (no_swap["swap_p0"] == 0).all() and (no_swap["swap_mean_p"] == 0).all()
+    import optuna  # the ablation opens in optuna-dashboard like a sweep: one trial per (arm, seed), value test acc
+
+    study = optuna.load_study(study_name="ablation", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    assert sorted((t.params["arm"], t.params["seed"], t.value) for t in study.trials) == sorted(
+        zip(trials["arm"], trials["seed"], trials["test_acc"], strict=True))
+    assert all(t.user_attrs["trial_id"] in set(trials["trial_id"]) for t in study.trials)
 
     plots = run(ROOT / "analysis/plots.py", run_dir)
     assert plots.returncode == 0, plots.stderr

@@ -33,7 +33,7 @@ def test_a_subcommand_is_its_script(tmp_path):
         assert front.returncode == 2 and front.stderr.startswith("error:"), front.stderr
     assert run([*IAKD, "train", "--preset", "nope"]).stderr.startswith("error: unknown preset 'nope'")
     dashboard = run([*IAKD, "dashboard", str(tmp_path)])
-    assert dashboard.returncode == 2 and "holds no optuna.db" in dashboard.stderr
+    assert dashboard.returncode == 2 and "holds no optuna.db: give a sweep or ablation folder" in dashboard.stderr
 
 
 def test_list_arms_prints_the_arms_of_a_sweep_and_writes_nothing(tmp_path):
