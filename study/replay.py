@@ -220,8 +220,8 @@ def compare(candidates: list[Candidate], pool: Pool, orders: int = 200, budget: 
     """Every candidate over the same ``orders`` random arrival orders (each of ``budget`` configurations drawn from
     the pool, all by default; hedge brackets seeded per order). One row per candidate: top-1 kept (the best
     configuration of the order reached full fidelity), top-k kept (the one selected is among the order's final top
-    k), share of the top k kept, the selected configuration's final accuracy and its regret against the order's
-    best, trial-epochs and simulated wall time as ratios to FIFO's."""
+    k), the share of the top k that reached full fidelity and whether all k did, the selected configuration's final
+    accuracy and its regret against the order's best, trial-epochs and simulated wall time as ratios to FIFO's."""
     rng = np.random.default_rng(seed)
     configs = list(pool.full.index)
     budget = min(budget or len(configs), len(configs))
@@ -235,8 +235,9 @@ def compare(candidates: list[Candidate], pool: Pool, orders: int = 200, budget: 
             full = [c for c, e in out.reached.items() if e >= pool.max_epochs]
             best = final.nlargest(k).index
             selected = final.loc[full].idxmax()
+            kept = len(set(best) & set(full)) / k
             rows.append({"candidate": candidate.name, "top1": final.idxmax() in full, f"top{k}": selected in best,
-                         f"top{k}_share": len(set(best) & set(full)) / k, "selected_acc": final[selected],
+                         f"top{k}_share": kept, f"top{k}_all": kept == 1, "selected_acc": final[selected],
                          "regret": final.max() - final[selected], "trial_epochs": out.trial_epochs / fifo_epochs,
                          "wall": out.wall})
     df = pd.DataFrame(rows)

@@ -8,8 +8,9 @@ sweep. No training: seconds.
 
 Prints, per candidate (study/replay.py): top-1 kept (the order's best configuration reached full fidelity), top-3
 kept (the configuration the sweep would select is among the order's final top 3), the share of the top 3 that
-reached full fidelity, the selected configuration's final accuracy and regret, and trial-epochs and simulated wall
-time as ratios to FIFO's; then how well each cheaper measurement ranks the pool. --out writes the table as CSV.
+reached full fidelity (top3_share) and whether all three did (top3_all), the selected configuration's final
+accuracy and regret, and trial-epochs and simulated wall time as ratios to FIFO's; then how well each cheaper
+measurement ranks the pool. --out writes the table as CSV.
 Candidate specs: fifo | asha:grace=E,rf=R[,hedge=S] | promote:short=E,rf=R.
 """
 
