@@ -52,6 +52,7 @@ from analysis.tables import (
 from iakd_core.console import display_path
 from iakd_core.files import write_text
 
+NOT_APPLICABLE = ("—", "n/a", "")  # cells that do not decide a column's alignment
 NUMBER_LIKE = re.compile(r"^\*{0,2}[<>+\-−]?\d")  # 86.95 ± 0.30, +0.25 [...], <0.001, **87.10 ...**
 
 
@@ -61,8 +62,11 @@ def md_table(df: pd.DataFrame) -> str:
     if not len(df):
         return "_no completed trials for this table_"
     cells = df.astype(object).where(df.notna(), None)
-    align = ["right" if all(isinstance(v, int | float) or NUMBER_LIKE.match(str(v)) for v in cells[c].dropna())
-             and cells[c].notna().any() else "left" for c in cells.columns]
+    align = []
+    for c in cells.columns:
+        values = [v for v in cells[c].dropna() if str(v) not in NOT_APPLICABLE]
+        numeric = bool(values) and all(isinstance(v, int | float) or NUMBER_LIKE.match(str(v)) for v in values)
+        align.append("right" if numeric else "left")
     return cells.to_markdown(index=False, missingval="", colalign=align)
 
 
