@@ -10,6 +10,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,39 +205,51 @@ class TrialConfig:
             raise ConfigError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
 
 
+_HINTS = typing.get_type_hints(TrialConfig)  # the fields' real types (annotations are strings here)
+
+
+def _value_type(f: dataclasses.Field) -> tuple[type, type | None]:
+    """(the field's type without ``None``, the element type when it is a tuple), from its real annotation
+    (``typing.get_type_hints``, which also resolves the fields generated from the registries)."""
+    hint = _HINTS[f.name]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        return tuple, typing.get_args(hint)[0]
+    return hint, None
+
+
 def _coerce(f: dataclasses.Field, value: Any) -> Any:
     meta, name = f.metadata, f.name
-    kind = type(f.default) if f.default is not None else None
-    hint = str(f.type)
+    kind, element = _value_type(f)
     try:
-        if "tuple" in hint:
+        if kind is tuple:
             if isinstance(value, str):  # "0.5,0.75", "0.5 0.75" or "[0.5, 0.75]"
                 value = [v for v in value.strip().strip("[]()").replace(",", " ").split() if v]
             value = tuple(float(v) for v in value)
-            if "tuple[int" in hint:
+            if element is int:
                 if not all(v.is_integer() for v in value):
                     raise ValueError
                 value = tuple(int(v) for v in value)
-        elif kind is bool or hint == "bool":
+        elif kind is bool:
             if isinstance(value, str):
                 if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
                     raise ValueError
                 value = value.lower() in ("1", "true", "yes")
             value = bool(value)
-        elif "int" in hint:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            if isinstance(value, bool):
+        elif kind is int:
+            if isinstance(value, float) and not value.is_integer() or isinstance(value, bool):
                 raise ValueError
             value = int(value)
-        elif "float" in hint:
+        elif kind is float:
             value = float(value)
             if not math.isfinite(value):
                 raise ValueError
         else:
             value = str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}={value!r} is not a valid {hint.replace(' | None', '')}") from None
+        what = f"tuple[{element.__name__}, ...]" if kind is tuple else kind.__name__
+        raise ConfigError(f"{name}={value!r} is not a valid {what}") from None
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"{name}={value!r} is not one of: {', '.join(meta['choices'])}")
     if "lo" in meta and value < meta["lo"] or "hi" in meta and value > meta["hi"]:
