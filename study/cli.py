@@ -129,8 +129,17 @@ def run_command(main: Callable[[], int]) -> int:
     from iakd_core.teacher import TeacherCacheError
     from iakd_core.units import IncompatiblePairError
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # the scripts' import-time handler is done
-    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))  # until Ray starts
+    def interrupt(*_: object) -> None:  # the scripts' import-time handler is done; until the runner's own
+        INTERRUPTED.set()  # noted first: Python swallows the exception where it lands in a fork callback
+        raise KeyboardInterrupt
+
+    def quiet_if_interrupt(unraisable) -> None:  # ... and prints it there as "Exception ignored": not ours to show
+        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            sys.__unraisablehook__(unraisable)
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    sys.unraisablehook = quiet_if_interrupt
     try:
         return main()
     except (ConfigError, DataUnavailableError, TeacherCacheError, IncompatiblePairError, RunError) as err:

@@ -179,6 +179,19 @@ class HedgedASHA(ASHAScheduler):
         self._trial_info[trial.trial_id] = self._brackets[bracket]
 
 
+class PromotionASHA(ASHAScheduler):
+    """Promotion of complete short runs (BOHB-style), as Ray's ASHA with one rung: a trial first trains a complete
+    run of ``short`` epochs (reported as iterations 1..short), then, only if that run's final value clears ASHA's
+    cut-off at the rung (the top 1/reduction_factor of the short runs recorded before it; the first always
+    passes), its full run (iterations short+1..short+full). Ray's own bracket decides; only its rungs are replaced
+    by the single rung at ``short`` (Ray would also put rungs inside the full run)."""
+
+    def __init__(self, *, short: int, full: int, **kwargs: Any) -> None:
+        super().__init__(grace_period=short, max_t=short + full, brackets=1, **kwargs)
+        self.short, self.full = short, full
+        self._brackets[0]._rungs = [(short, {})]
+
+
 def asha_cutoff(recorded: dict[Any, float], reduction_factor: float) -> float | None:
     """Ray's ASHA cut-off at a rung holding ``recorded`` values (None when empty): a value below it is stopped."""
     return _Bracket(1, 1, reduction_factor, 0).cutoff(recorded)

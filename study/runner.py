@@ -308,8 +308,8 @@ def run_session(kind: RunKind, run_dir: Path, manifest: dict[str, Any], data_roo
     write_json(run_dir / "manifest.json", manifest)
     started = time.time()
     callbacks = [session.progress, *mlflow_callbacks(run_dir, manifest)]
-    try:
-        if session.remaining > 0:
+    try:  # an interrupt during start-up that Python swallowed where it landed (a fork callback) is still noted:
+        if session.remaining > 0 and not INTERRUPTED.is_set():  # no trial starts after it
             tune.Tuner(session.trainable, param_space=session.param_space, tune_config=session.tune_config,
                        run_config=tune.RunConfig(name=f"session-{number}", storage_path=str(run_dir / "ray"),
                                                  verbose=0, callbacks=callbacks,

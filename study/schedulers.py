@@ -8,6 +8,9 @@ replay (study/replay.py) construct exactly the same objects.
   against rungs that rank badly. A trial joins it with probability ``hedge``, decided by the sweep's seed and the
   trial's number (reproducible for a seed and unchanged by a resume); its trials also measure how well the rungs
   rank without the survivors' bias (analysis/rungs.py).
+* ``promote`` (``short_epochs`` = E): promotion of complete short runs (``internals.PromotionASHA``): a trial trains a
+  complete E-epoch run, then its full run only if the short run's value clears ASHA's cut-off at that single rung.
+  The replay's chosen default (bench/README.md); the sweep's trainable cannot run the two phases yet.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-SCHEDULERS = ("asha", "fifo")
+SCHEDULERS = ("asha", "fifo")  # what --scheduler offers; make_scheduler also builds "promote" (replay only, so far)
 SAMPLERS = ("tpe", "random", "qmc", "tpe-complete")  # study.sweep.make_sampler builds them
 METRIC = "val_acc"
 
@@ -33,10 +36,15 @@ def make_scheduler(scheduler: str, settings: Mapping[str, Any], seed: int):
 
     if scheduler == "fifo":
         return FIFOScheduler()
-    if scheduler != "asha":
+    if scheduler not in (*SCHEDULERS, "promote"):
         raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
     common = dict(metric=METRIC, mode="max", time_attr="training_iteration", max_t=settings["max_epochs"],
                   grace_period=settings["grace_epochs"], reduction_factor=settings["reduction_factor"])
+    if scheduler == "promote":  # one rung: the end of the complete short run (settings["short_epochs"])
+        from .internals import PromotionASHA
+
+        return PromotionASHA(short=settings["short_epochs"], full=settings["max_epochs"], metric=METRIC, mode="max",
+                             time_attr="training_iteration", reduction_factor=settings["reduction_factor"])
     if settings.get("hedge"):
         from .internals import HedgedASHA
 

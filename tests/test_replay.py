@@ -95,3 +95,29 @@ def test_candidate_specs_and_fidelity_ranks():
     assert ranks.loc[f"epoch 1 of {TOP}", "spearman"] == pytest.approx(-1.0)
     assert ranks.loc[f"epoch 8 of {TOP}", "spearman"] == pytest.approx(1.0)
     assert ranks.loc["complete 3-epoch run", "top3 in top third"] == 1.0
+
+
+def test_promotion_scheduler_is_rays_asha_with_one_rung_at_the_end_of_the_short_run():
+    """The scheduler a promoting sweep will run: Ray's bracket decides at iteration E (the short run's final value
+    against the cut-off of the short runs before it, as the replay's promotion does) and never inside the full run."""
+    from study.internals import asha_cutoff
+    from study.replay import _trial
+
+    short, full = 3, 15
+    scheduler = make_scheduler("promote", {"short_epochs": short, "max_epochs": full, "grace_epochs": 2,
+                                           "reduction_factor": 3}, seed=0)
+    assert [milestone for milestone, _ in scheduler._brackets[0]._rungs] == [short]
+    rng = np.random.default_rng(4)
+    recorded = {}
+    for number, value in enumerate(rng.uniform(50, 90, size=30)):
+        trial = _trial(f"t{number}", number)
+        scheduler.on_trial_add(None, trial)
+        bar = asha_cutoff(recorded, 3)
+        decision = scheduler.on_trial_result(None, trial, {"training_iteration": short, "val_acc": float(value)})
+        recorded[number] = float(value)
+        assert decision == (TrialScheduler.CONTINUE if bar is None or value >= bar else TrialScheduler.STOP)
+        if decision == TrialScheduler.CONTINUE:  # a promoted trial is never stopped inside its full run
+            for it in range(short + 1, short + full):
+                assert scheduler.on_trial_result(None, trial, {"training_iteration": it, "val_acc": 1.0}) == \
+                    TrialScheduler.CONTINUE
+        scheduler.on_trial_complete(None, trial, {"training_iteration": short, "val_acc": float(value)})

@@ -307,7 +307,7 @@ def test_sigint_near_the_end_is_no_false_success_and_a_copy_resumes_without_touc
     assert [(t.number, t.state.name) for t in study.trials] == original  # the original is untouched
 
 
-@pytest.mark.parametrize("delay", [0.5, 2.5])
+@pytest.mark.parametrize("delay", [0.5, 1.5, 2.5, 3.5])
 def test_sigint_during_start_up_is_one_line_and_exit_130(tmp_path, teacher_cache, delay):
     """Ctrl-C while Python, Ray or the teacher are still starting: no traceback, exit 130."""
     proc = start(sweep_args(tmp_path, teacher_cache, "early", "--budget", "2"))
