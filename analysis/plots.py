@@ -31,7 +31,7 @@ import seaborn as sns
 from analysis.load import NotARunError, Run, find_runs, load_run
 from analysis.rungs import curves, rung_settings
 from analysis.stats import mean_ci
-from analysis.summaries import rung_epochs
+from analysis.summaries import rung_epochs, trial_iterations
 from analysis.tables import compatibility_long
 from iakd_core.schedules import SCHEDULES
 
@@ -325,7 +325,7 @@ def learning_curves(run: Run, out: Path) -> list[Path]:
     settings = rung_settings(run)
     if not len(wide) or settings is None:
         return []
-    top = settings["max_epochs"]
+    top = trial_iterations(settings)
     final = wide[top].dropna() if top in wide else pd.Series(dtype=float)
     best = set(final.nlargest(3).index)
     fig, ax = plt.subplots(figsize=(WIDTH, 4.2))

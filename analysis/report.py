@@ -29,7 +29,7 @@ from analysis.plots import CAPTIONS, plot_run
 from analysis.rungs import TOP_K, measured_on, rung_reliability, rung_settings, rung_warnings
 from analysis.sensitivity import Sensitivity, assess
 from analysis.stats import paired_comparison
-from analysis.summaries import BARELY_SWAPS, SWAPS
+from analysis.summaries import BARELY_SWAPS, SWAPS, trial_iterations
 from analysis.tables import (
     ABLATION_TABLES,
     ALPHA,
@@ -278,9 +278,12 @@ def rung_section(run: Run, h: str = "###") -> list[str]:
         return []
     settings = rung_settings(run) or {}
     scheduler = run.manifest.get("args", {}).get("scheduler", "asha")
+    rungs = (f"rung: the end of each trial's complete {settings['short_epochs']}-epoch run (iteration "
+             f"{settings['short_epochs']}; the full run follows as iterations {settings['short_epochs'] + 1}–"
+             f"{trial_iterations(settings)})" if settings.get("short_epochs") else
+             f"rungs: epochs {', '.join(map(str, table['rung epoch']))} of {settings.get('max_epochs')}")
     out = [f"{h} Rung reliability", "",
-           f"The {scheduler} sweep's rungs (epochs {', '.join(map(str, table['rung epoch']))} of "
-           f"{settings.get('max_epochs')}, keeping the top 1/{settings.get('reduction_factor')}): over "
+           f"The {scheduler} sweep's {rungs}, keeping the top 1/{settings.get('reduction_factor')}: over "
            f"{measured_on(run)}, Spearman's ρ of the value at each rung with the final value, and the share "
            f"of the final top {TOP_K} whose value at the rung clears the cut-off the finished sweep would apply "
            "(pruned trials count). See the learning-curve figure.", "",

@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from .load import Run
-from .summaries import rung_epochs
+from .summaries import rung_epochs, trial_iterations
 
 TOP_K = 3
 
@@ -61,7 +61,7 @@ def rung_reliability(run: Run, k: int = TOP_K) -> pd.DataFrame:
     columns = ["rung epoch", "n", "spearman", "p", f"top-{k} recall", "would cut"]
     if settings is None or not len(wide):
         return pd.DataFrame(columns=columns)
-    top = settings["max_epochs"]
+    top = trial_iterations(settings)
     final = wide[top].dropna() if top in wide else pd.Series(dtype=float)
     hedge = hedge_trials(run)
     if hedge:

@@ -52,10 +52,18 @@ def describe_config(c: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
+def trial_iterations(settings: Mapping[str, Any]) -> int:
+    """Iterations (reported epochs) of a trial that trains to the end: ``max_epochs``, plus the complete short run
+    before it in a promoting sweep (``short_epochs``)."""
+    return settings["max_epochs"] + (settings.get("short_epochs") or 0)
+
+
 def rung_epochs(settings: Mapping[str, Any]) -> tuple[int, ...]:
     """The epochs at which ASHA compares trials (grace * rf^k below max_epochs; the milestones Ray's
     ``AsyncHyperBandScheduler`` builds, tested against it): where a sweep runs the compatibility diagnostic and
     where the report measures how well a rung ranks trials."""
+    if settings.get("short_epochs"):  # promotion: the one rung is the end of the complete short run
+        return (settings["short_epochs"],)
     grace, rf, top = settings["grace_epochs"], settings["reduction_factor"], settings["max_epochs"]
     rungs, epoch = [], grace
     while epoch < top:

@@ -18,7 +18,7 @@ from pathlib import Path
 from iakd_core.console import fail, non_negative_float, positive_int
 
 MLFLOW_DEFAULT = "mlflow.db"  # --mlflow without a URI: a SQLite store in the run folder (resolved per session)
-SEARCH_OPTIONS = ("sampler", "scheduler", "grace_epochs", "reduction_factor", "hedge", "concurrency")
+SEARCH_OPTIONS = ("sampler", "scheduler", "grace_epochs", "reduction_factor", "hedge", "short_epochs", "concurrency")
 
 
 def share(text: str) -> float:
@@ -45,13 +45,16 @@ def add_search_options(p: argparse.ArgumentParser, study: bool = False) -> None:
                    help=f"Optuna sampler{every} (default tpe; tpe-complete: TPE told nothing about PRUNED trials, "
                    "for bench/bench_search.py)")
     p.add_argument("--scheduler", choices=SCHEDULERS, default=None if study else "asha",
-                   help=f"trial scheduler{every} (default asha)")
+                   help=f"trial scheduler{every} (default asha; promote: complete --short-epochs runs first, the "
+                   "top 1/reduction-factor of them then trained in full)")
     p.add_argument("--grace-epochs", type=positive_int, help=f"ASHA: epochs before a trial can be stopped{every}")
     p.add_argument("--reduction-factor", type=above_one, default=None,
                    help="ASHA: a rung keeps the top 1/this of the trials, a whole number (preset's default)")
     p.add_argument("--hedge", type=share, default=None, metavar="SHARE",
                    help="ASHA: share of trials in a bracket that is never stopped early, which also measures how "
                    "well the rungs rank (preset's default)")
+    p.add_argument("--short-epochs", type=positive_int, default=None,
+                   help="promote: epochs of each configuration's complete short run (default 3)")
     p.add_argument("--concurrency", type=positive_int, help="trials at once (preset's default; 1 in "
                    "--deterministic mode)" if not study else "trials at once in every stage (preset's default)")
 

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.summaries import trial_iterations
+
 from .schedulers import METRIC, make_scheduler
 
 
@@ -271,7 +273,7 @@ def check_recorded(trials: pd.DataFrame, epochs: pd.DataFrame, manifest: dict[st
             added.add(key)
         result = {"training_iteration": int(row.epoch), METRIC: float(row.val_acc)}
         if (scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP
-                or row.epoch >= settings["max_epochs"]):
+                or row.epoch >= trial_iterations(settings)):
             scheduler.on_trial_complete(None, trial, result)
             stopped[key] = int(row.epoch)
     ended = trials.loc[trials["status"].isin(["COMPLETE", "PRUNED"]), "trial_id"]  # not by an error or a kill

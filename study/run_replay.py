@@ -46,8 +46,8 @@ def check(run: Path) -> int:
         trials, epochs = pd.read_parquet(run / "trials.parquet"), pd.read_parquet(run / "epochs.parquet")
     except (OSError, ValueError) as err:
         fail(f"{run} is not a finished sweep folder ({err})")
-    if manifest.get("kind", "sweep") != "sweep" or manifest["args"].get("scheduler") != "asha":
-        fail(f"{run} is not an ASHA sweep: nothing to check")
+    if manifest.get("kind", "sweep") != "sweep" or manifest["args"].get("scheduler") not in ("asha", "promote"):
+        fail(f"{run} is not an ASHA or promoting sweep: nothing to check")
     table = check_recorded(trials, epochs, manifest)
     differ = table[table["recorded"] != table["replayed"]]
     print(table.to_string())

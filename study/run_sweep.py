@@ -88,21 +88,29 @@ def resolve_setup(args: argparse.Namespace) -> tuple[dict[str, Any], list[int], 
     if args.preset not in PRESETS:
         fail(unknown_preset(args.preset, PRESETS))
     settings = dict(PRESETS[args.preset]["sweep"])
-    for key in ("max_epochs", "grace_epochs", "reduction_factor", "hedge", "concurrency", "cpus_per_trial",
-                "gpus_per_trial"):
+    for key in ("max_epochs", "grace_epochs", "reduction_factor", "hedge", "short_epochs", "concurrency",
+                "cpus_per_trial", "gpus_per_trial"):
         if getattr(args, key, None) is not None:
             settings[key] = getattr(args, key)
     if args.deterministic:
         settings["concurrency"] = 1
     settings.setdefault("gpus_per_trial", 0)
     settings["grace_epochs"] = min(settings["grace_epochs"], settings["max_epochs"])
+    if args.scheduler == "promote":  # (settings["short_epochs"] marks a promoting sweep everywhere downstream)
+        settings["short_epochs"] = settings.get("short_epochs") or 3
+        if settings["short_epochs"] >= settings["max_epochs"]:
+            fail(f"--short-epochs {settings['short_epochs']} must be below the full fidelity ({settings['max_epochs']} "
+                 "epochs): a short run is a complete shorter run")
+    else:
+        settings.pop("short_epochs", None)
     overrides = dict(dataset=args.dataset, teacher=args.teacher, student=args.student, train_size=args.train_size,
                      val_size=args.val_size, epochs=settings["max_epochs"], seed=args.seed,
                      threads=settings["cpus_per_trial"], data_root=args.data_root or "data",
                      teacher_cache=args.teacher_cache or "results/teachers")
     from analysis.summaries import rung_epochs
 
-    overrides["compat_epochs"] = rung_epochs(settings)  # the diagnostic runs where ASHA compares, and at the end
+    # the diagnostic runs where ASHA compares, and at the end (a promoting sweep: at the end of each run)
+    overrides["compat_epochs"] = () if settings.get("short_epochs") else rung_epochs(settings)
     if settings["gpus_per_trial"] > 0:
         overrides["device"] = "cuda"
     if args.teacher_weights:

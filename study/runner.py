@@ -79,30 +79,44 @@ class RunKind(Protocol):
 
 
 # ---- the trainable's side -----------------------------------------------------------------------------------------
-def train_and_report(config: dict[str, Any], run_dir: str, key: str, params: dict[str, Any] | None = None) -> None:
+def train_and_report(config: dict[str, Any], run_dir: str, key: str, params: dict[str, Any] | None = None,
+                     short_epochs: int | None = None) -> None:
     """One trial through ``iakd_core.run_trial``: record and report every epoch. The last epoch is reported after
     the record's final line is written, together with the final metrics (test accuracy when asked). A trial that
     trains to its end leaves its last-epoch student in ``students/<key>.pt``. ``params``: the sampled point, first
-    in the record."""
+    in the record. ``short_epochs`` (a promoting sweep): first a complete run of that many epochs (its schedules and
+    LR compressed into them), reported as iterations 1..E; the scheduler stops the trial there unless it promotes
+    it, and then the full run follows as iterations E+1.. (``epoch`` counts iterations, ``run_epoch`` the epoch
+    within its run, ``fidelity`` the run's length)."""
     from ray import tune
 
     recorder = Recorder(run_dir, key, params)
-    epochs = TrialConfig.from_dict(config).epochs
-    running = {"val_acc_best": -math.inf, "train_seconds_total": 0.0}
+    full = TrialConfig.from_dict(config).epochs
+    offset = short_epochs or 0
     last: dict[str, Any] = {}
 
-    def report(metrics: dict[str, Any]) -> None:
-        running["val_acc_best"] = max(running["val_acc_best"], metrics["val_acc"])
-        running["train_seconds_total"] += metrics["epoch_seconds"]
-        metrics = {**metrics, **running, "timestamp": time.time()}
-        recorder.epoch(metrics)
-        if metrics["epoch"] < epochs:
-            tune.report(metrics)
-        else:
-            last.update(metrics)
+    def reporter(fidelity: int, start: int):
+        running = {"val_acc_best": -math.inf, "train_seconds_total": 0.0}
+
+        def report(metrics: dict[str, Any]) -> None:
+            running["val_acc_best"] = max(running["val_acc_best"], metrics["val_acc"])
+            running["train_seconds_total"] += metrics["epoch_seconds"]
+            metrics = {**metrics, **running, "timestamp": time.time()}
+            if short_epochs:
+                metrics.update(run_epoch=metrics["epoch"], fidelity=fidelity, epoch=start + metrics["epoch"])
+            recorder.epoch(metrics)
+            if metrics["epoch"] < offset + full:
+                tune.report(metrics)
+            else:
+                last.update(metrics)
+
+        return report
 
     try:
-        final = run_trial(config, report, student_file=student_file(run_dir, key))
+        if short_epochs:  # the complete short run: no student kept, no test set, diagnostic at its end only
+            run_trial({**config, "epochs": short_epochs, "evaluate_test": False, "compat_epochs": []},
+                      reporter(short_epochs, 0))
+        final = run_trial(config, reporter(full, offset), student_file=student_file(run_dir, key))
     except Exception as err:
         recorder.error(one_line(err))
         raise

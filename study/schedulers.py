@@ -10,7 +10,9 @@ replay (study/replay.py) construct exactly the same objects.
   rank without the survivors' bias (analysis/rungs.py).
 * ``promote`` (``short_epochs`` = E): promotion of complete short runs (``internals.PromotionASHA``): a trial trains a
   complete E-epoch run, then its full run only if the short run's value clears ASHA's cut-off at that single rung.
-  The replay's chosen default (bench/README.md); the sweep's trainable cannot run the two phases yet.
+  The replay's choice (bench/README.md). Each trial then trains two complete runs: ``study.runner.train_and_report``
+  reports the short run as iterations 1..E and the full run as E+1..E+max_epochs (``fidelity``/``run_epoch`` in the
+  epochs table).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-SCHEDULERS = ("asha", "fifo")  # what --scheduler offers; make_scheduler also builds "promote" (replay only, so far)
+SCHEDULERS = ("asha", "fifo", "promote")
 SAMPLERS = ("tpe", "random", "qmc", "tpe-complete")  # study.sweep.make_sampler builds them
 METRIC = "val_acc"
 
@@ -36,7 +38,7 @@ def make_scheduler(scheduler: str, settings: Mapping[str, Any], seed: int):
 
     if scheduler == "fifo":
         return FIFOScheduler()
-    if scheduler not in (*SCHEDULERS, "promote"):
+    if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
     common = dict(metric=METRIC, mode="max", time_attr="training_iteration", max_t=settings["max_epochs"],
                   grace_period=settings["grace_epochs"], reduction_factor=settings["reduction_factor"])

@@ -21,7 +21,7 @@ from typing import Any
 
 import optuna
 
-from analysis.summaries import SWAPS, describe_config
+from analysis.summaries import SWAPS, describe_config, trial_iterations
 from iakd_core.config import TrialConfig
 from iakd_core.console import display_path
 from iakd_core.files import write_json
@@ -97,10 +97,12 @@ def sweep_config(base: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any
     return TrialConfig.from_dict({**base, **to_trial_config(params)}).to_dict()
 
 
-def sweep_trial(config: dict[str, Any], base: dict[str, Any], run_dir: str) -> None:
-    """Ray Tune trainable: one sampled configuration, recorded (with the point itself) under its Optuna number."""
+def sweep_trial(config: dict[str, Any], base: dict[str, Any], run_dir: str, short_epochs: int | None = None) -> None:
+    """Ray Tune trainable: one sampled configuration, recorded (with the point itself) under its Optuna number; in a
+    promoting sweep its complete short run first."""
     params = {k: v for k, v in config.items() if k != "trial_number"}
-    train_and_report(sweep_config(base, config), run_dir, record_key(config["trial_number"]), params)
+    train_and_report(sweep_config(base, config), run_dir, record_key(config["trial_number"]), params,
+                     short_epochs=short_epochs)
 
 
 def tell_from_record(study: optuna.Study, number: int, record: TrialRecord, metrics: list[str]) -> bool:
@@ -252,22 +254,23 @@ class SweepKind:
             points_to_evaluate=(manifest.get("points") or [reference_point(method)]) if first else None,
             sampler=make_sampler(args["sampler"], args["seed"] + len(manifest["sessions"])),
             seed=args["seed"], storage=optuna.storages.RDBStorage(storage_url(run_dir, manifest)),
-            study_name=manifest["study_name"], max_epochs=settings["max_epochs"], adopt=adopt,
+            study_name=manifest["study_name"], max_epochs=trial_iterations(settings), adopt=adopt,
             on_pruned=functools.partial(note_pruned, str(run_dir)),
             full_disk=functools.partial(failed_on_full_disk, run_dir))
         scheduler = make_scheduler(args["scheduler"], settings, args["seed"])
-        if args["scheduler"] == "asha":  # earlier sessions' trials in ASHA's bracket, as if it had seen them
+        if args["scheduler"] in ("asha", "promote"):  # earlier sessions' trials in its bracket, as if it had seen them
             preload_asha(scheduler, {str(t.number): [e[METRIC] for e in records[record_key(t.number)].epochs]
                                      for t in finished if record_key(t.number) in records
                                      and bracket(manifest, t.number) == 0})
         complete = [t for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
         best = max(complete, key=lambda t: t.values[0], default=None)
         show = functools.partial(describe, method=method)
-        progress = Progress(manifest["budget"], settings["max_epochs"], show, done=len(finished),
+        progress = Progress(manifest["budget"], trial_iterations(settings), show, done=len(finished),
                             pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
                             failed=sum(t.state == optuna.trial.TrialState.FAIL for t in finished),
                             best=(best.values[0], show(best.params)) if best else None)
-        trainable = tune.with_resources(tune.with_parameters(sweep_trial, base=base, run_dir=str(run_dir)),
+        trainable = tune.with_resources(tune.with_parameters(sweep_trial, base=base, run_dir=str(run_dir),
+                                                             short_epochs=settings.get("short_epochs")),
                                         trial_resources(settings))
         limiter = ConcurrencyLimiter(search, max_concurrent=settings["concurrency"], batch=args["deterministic"])
         remaining = manifest["budget"] - len(finished)

@@ -81,7 +81,8 @@ def mean_swap_probability(config: dict[str, Any]) -> float:
 
 
 EPOCH_COLUMNS = ("epoch", "loss", "train_acc", "val_acc", "val_acc_recal", "val_loss", "lr", "epoch_seconds",
-                 "eval_seconds", "images_per_second", "val_acc_best", "train_seconds_total", "timestamp")
+                 "eval_seconds", "images_per_second", "val_acc_best", "train_seconds_total", "timestamp",
+                 "fidelity", "run_epoch")
 
 
 def epoch_frame(key_column: str, key: Any, epochs: list[dict[str, Any]]) -> pd.DataFrame:
@@ -117,9 +118,13 @@ def result_tables(rows: list[dict[str, Any]], records: dict) -> tuple[pd.DataFra
 def trial_summary(epochs: list[dict[str, Any]]) -> dict[str, Any]:
     """The per-trial columns computed from its epochs."""
     if not epochs:
-        return {"epochs": 0, "val_acc_last": float("nan"), "val_acc_best": float("nan"), "train_seconds": 0.0,
+        return {"epochs": 0, "val_acc_last": float("nan"), "short_val_acc": float("nan"),
+                "val_acc_best": float("nan"), "train_seconds": 0.0,
                 "eval_seconds": 0.0, "images_per_second": float("nan")}
+    short = [e for e in epochs if e.get("fidelity") is not None and e["fidelity"] == epochs[0]["fidelity"]]
+    promoting = epochs[0].get("fidelity") is not None
     return {"epochs": int(epochs[-1]["epoch"]), "val_acc_last": float(epochs[-1]["val_acc"]),
+            "short_val_acc": float(short[-1]["val_acc"]) if promoting else float("nan"),
             "val_acc_best": float(max(e["val_acc"] for e in epochs)),
             "train_seconds": float(sum(e["epoch_seconds"] for e in epochs)),
             "eval_seconds": float(sum(e["eval_seconds"] for e in epochs)),

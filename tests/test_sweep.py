@@ -151,6 +151,40 @@ def test_hedged_asha_never_stops_its_hedge_bracket_and_assigns_it_by_seed(tmp_pa
     assert (table["recorded"] == table["replayed"]).all(), table
 
 
+def test_promoting_sweep_trains_complete_short_runs_and_promotes_as_ray_decides(tmp_path, teacher_cache):
+    """--scheduler promote: every trial first trains a complete short run; only the ones Ray's single-rung ASHA
+    promotes then train the full run. Both fidelities are in the tables; the decisions replay exactly."""
+    from study.replay import check_recorded
+
+    proc = run(sweep_args(tmp_path, teacher_cache, "promo", "--budget", "8", "--seed", "3", "--scheduler", "promote",
+                          "--short-epochs", "1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = pd.read_parquet(tmp_path / "promo" / "trials.parquet").set_index("trial_id")
+    epochs = pd.read_parquet(tmp_path / "promo" / "epochs.parquet")
+    promoted = trials["epochs"] > 1
+    assert promoted.any() and (~promoted).any()
+    assert (trials.loc[promoted, "status"] == "COMPLETE").all() and (trials.loc[~promoted, "status"] == "PRUNED").all()
+    assert (trials.loc[promoted, "epochs"] == 1 + 3).all()  # the short run's iteration, then the full run's 3
+    for key, rows in epochs.groupby("trial_id"):
+        assert list(rows["fidelity"]) == [1] + [3] * (len(rows) - 1)
+        assert list(rows["epoch"]) == list(range(1, len(rows) + 1))
+        assert list(rows["run_epoch"]) == [1] + list(range(1, len(rows)))
+        assert trials.loc[key, "short_val_acc"] == rows["val_acc"].iloc[0]  # the value the promotion was decided on
+        assert trials.loc[key, "val_acc_last"] == rows["val_acc"].iloc[-1]
+    manifest = json.loads((tmp_path / "promo" / "manifest.json").read_text())
+    assert manifest["settings"]["short_epochs"] == 1 and manifest["base_config"]["compat_epochs"] == []
+    table = check_recorded(trials.reset_index(), epochs, manifest)
+    assert (table["recorded"] == table["replayed"]).all(), table
+    study = optuna.load_study(study_name="iakd-promo", storage=f"sqlite:///{tmp_path / 'promo' / 'optuna.db'}")
+    for t in study.trials:  # COMPLETE holds the full run's value; PRUNED ends at its short run
+        row = trials.loc[f"t{t.number:04d}"]
+        assert t.state.name == row["status"] and max(t.intermediate_values) == row["epochs"]
+        assert t.state.name != "COMPLETE" or t.value == row["val_acc_last"]
+    bad = run(sweep_args(tmp_path, teacher_cache, "bad", "--budget", "2", "--scheduler", "promote", "--short-epochs",
+                         "3"))
+    assert bad.returncode == 2 and "must be below the full fidelity (3 epochs)" in bad.stderr
+
+
 @pytest.mark.parametrize("args,message", [
     (["--budget", "0"], "must be at least 1"),
     (["--budget", "many"], "not a whole number"),
