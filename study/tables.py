@@ -123,9 +123,10 @@ def trial_summary(epochs: list[dict[str, Any]]) -> dict[str, Any]:
                 "eval_seconds": 0.0, "images_per_second": float("nan")}
     short = [e for e in epochs if e.get("fidelity") is not None and e["fidelity"] == epochs[0]["fidelity"]]
     promoting = epochs[0].get("fidelity") is not None
+    last_run = [e for e in epochs if e.get("fidelity") == epochs[-1].get("fidelity")]  # a promoted trial: its full run
     return {"epochs": int(epochs[-1]["epoch"]), "val_acc_last": float(epochs[-1]["val_acc"]),
             "short_val_acc": float(short[-1]["val_acc"]) if promoting else float("nan"),
-            "val_acc_best": float(max(e["val_acc"] for e in epochs)),
+            "val_acc_best": float(max(e["val_acc"] for e in last_run)),
             "train_seconds": float(sum(e["epoch_seconds"] for e in epochs)),
             "eval_seconds": float(sum(e["eval_seconds"] for e in epochs)),
             "images_per_second": float(sum(e["images_per_second"] for e in epochs) / len(epochs))}

@@ -171,6 +171,8 @@ def test_promoting_sweep_trains_complete_short_runs_and_promotes_as_ray_decides(
         assert list(rows["run_epoch"]) == [1] + list(range(1, len(rows)))
         assert trials.loc[key, "short_val_acc"] == rows["val_acc"].iloc[0]  # the value the promotion was decided on
         assert trials.loc[key, "val_acc_last"] == rows["val_acc"].iloc[-1]
+        last_run = rows[rows["fidelity"] == rows["fidelity"].iloc[-1]]  # the full run of a promoted trial
+        assert trials.loc[key, "val_acc_best"] == last_run["val_acc"].max()
     manifest = json.loads((tmp_path / "promo" / "manifest.json").read_text())
     assert manifest["settings"]["short_epochs"] == 1 and manifest["base_config"]["compat_epochs"] == []
     table = check_recorded(trials.reset_index(), epochs, manifest)
