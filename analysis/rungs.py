@@ -88,12 +88,17 @@ def rung_warnings(run: Run, table: pd.DataFrame | None = None) -> list[str]:
     """One warning per rung that would cut a final top trial, with what to pass instead."""
     table = rung_reliability(run) if table is None else table
     settings = rung_settings(run) or {}
-    fifo = (run.manifest.get("args") or {}).get("scheduler") == "fifo"
+    scheduler = (run.manifest.get("args") or {}).get("scheduler")
+    fifo = scheduler == "fifo"
     out = []
     for row in table.to_dict("records"):
         if row["would cut"]:
             later = [r for r in rung_epochs(settings) if r > row["rung epoch"]]
-            first = f"--grace-epochs {later[0]}" if later else "a later first rung"
+            if settings.get("short_epochs"):  # promotion: a longer complete short run, still below the full one
+                longer = min(2 * settings["short_epochs"], settings["max_epochs"] - 1)
+                first = f"--short-epochs {longer}" if longer > settings["short_epochs"] else "a longer short run"
+            else:
+                first = f"--grace-epochs {later[0]}" if later else "a later first rung"
             what = (f"keep --scheduler fifo (ASHA with this rung would have misled), or try {first}" if fifo else
                     f"for a search whose result matters pass {first} or --scheduler fifo")
             out.append(f"the rung at epoch {row['rung epoch']} would cut final top-{TOP_K} trial(s) "

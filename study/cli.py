@@ -44,9 +44,10 @@ def add_search_options(p: argparse.ArgumentParser, study: bool = False) -> None:
     p.add_argument("--sampler", choices=SAMPLERS, default=None if study else "tpe",
                    help=f"Optuna sampler{every} (default tpe; tpe-complete: TPE told nothing about PRUNED trials, "
                    "for bench/bench_search.py)")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default=None if study else "asha",
-                   help=f"trial scheduler{every} (default asha; promote: complete --short-epochs runs first, the "
-                   "top 1/reduction-factor of them then trained in full)")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=None,
+                   help=f"trial scheduler{every} (preset's default, promote on every preset: a complete "
+                   "--short-epochs run of each configuration first, the top 1/reduction-factor of them then trained "
+                   "in full; asha: stop trials at rungs on the way; fifo: train every trial in full)")
     p.add_argument("--grace-epochs", type=positive_int, help=f"ASHA: epochs before a trial can be stopped{every}")
     p.add_argument("--reduction-factor", type=above_one, default=None,
                    help="ASHA: a rung keeps the top 1/this of the trials, a whole number (preset's default)")
@@ -54,9 +55,20 @@ def add_search_options(p: argparse.ArgumentParser, study: bool = False) -> None:
                    help="ASHA: share of trials in a bracket that is never stopped early, which also measures how "
                    "well the rungs rank (preset's default)")
     p.add_argument("--short-epochs", type=positive_int, default=None,
-                   help="promote: epochs of each configuration's complete short run (default 3)")
+                   help="promote: epochs of each configuration's complete short run (preset's default: a fifth of "
+                   "the full run, 3 on laptop)")
     p.add_argument("--concurrency", type=positive_int, help="trials at once (preset's default; 1 in "
                    "--deterministic mode)" if not study else "trials at once in every stage (preset's default)")
+
+
+def asha_only_conflict(args: argparse.Namespace, scheduler: str) -> str | None:
+    """The one-line error when ASHA-only options are set for a sweep whose scheduler is not ASHA, else None."""
+    named = [f"--{k.replace('_', '-')}" for k in ("grace_epochs", "hedge") if getattr(args, k, None) is not None]
+    if not named or scheduler == "asha":
+        return None
+    return (f"{' and '.join(named)} {'is' if len(named) == 1 else 'are'} for --scheduler asha, but the sweep's "
+            f"scheduler is {scheduler}; add --scheduler asha" + (", or set promote's rung with --short-epochs"
+                                                                   if scheduler == "promote" else ""))
 
 
 def search_arguments(args: argparse.Namespace) -> list[str]:

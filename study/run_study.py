@@ -38,7 +38,7 @@ from iakd_core.console import OneLineParser, did_you_mean, fail, fmt_seconds, po
 from iakd_core.files import write_json
 from iakd_core.methods import searched_hyperparameters
 from iakd_core.presets import PRESETS, STUDY_PRESETS
-from study.cli import add_search_options, search_arguments
+from study.cli import add_search_options, asha_only_conflict, search_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN_KEYS = ("presets", "budget", "seeds", "arms", "tune_baselines", "search")  # what a re-run must repeat
@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     if wrong:
         fail(f"--tune-baselines: {', '.join(wrong)} is not a baseline with hyperparameters to tune; choose from "
              f"{', '.join(tunable)} (or none)")
+    for preset in presets:
+        if conflict := asha_only_conflict(args, args.scheduler or PRESETS[preset]["sweep"].get("scheduler", "asha")):
+            fail(conflict)
     out = Path(args.output_dir)
     check_output_dir(out)
     study_dir = out.resolve() / (args.name or "+".join(presets))

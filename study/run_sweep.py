@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Sweep IAKD configurations: Optuna samples, Ray Tune runs, ASHA stops weak trials early.
+"""Sweep IAKD configurations: Optuna samples, Ray Tune runs, and only the best complete short runs go on to train
+in full (``--scheduler promote``, every preset's default; ``asha`` or ``fifo`` on request).
 
     python study/run_sweep.py --budget 64                 # the default (laptop) preset, local Ray
     python study/run_sweep.py --budget 64 --method kd     # tune a baseline with the same sampler and budget
@@ -28,7 +29,14 @@ from iakd_core.console import OneLineParser, fail, non_negative_float, positive_
 from iakd_core.methods import searched_hyperparameters
 from iakd_core.presets import DEFAULT_PRESET, PRESETS, preset_config
 from iakd_core.units import architecture_granularities
-from study.cli import MLFLOW_DEFAULT, add_search_options, exit_now, private_ray_environment, run_command
+from study.cli import (
+    MLFLOW_DEFAULT,
+    add_search_options,
+    asha_only_conflict,
+    exit_now,
+    private_ray_environment,
+    run_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,11 +104,16 @@ def resolve_setup(args: argparse.Namespace) -> tuple[dict[str, Any], list[int], 
         settings["concurrency"] = 1
     settings.setdefault("gpus_per_trial", 0)
     settings["grace_epochs"] = min(settings["grace_epochs"], settings["max_epochs"])
+    preset_scheduler = settings.pop("scheduler", "asha")  # (the run's scheduler is recorded once: in its args)
+    args.scheduler = args.scheduler or preset_scheduler
+    if conflict := asha_only_conflict(args, args.scheduler):
+        fail(conflict)
     if args.scheduler == "promote":  # (settings["short_epochs"] marks a promoting sweep everywhere downstream)
-        settings["short_epochs"] = settings.get("short_epochs") or 3
+        if args.short_epochs is None and (args.max_epochs is not None or not settings.get("short_epochs")):
+            settings["short_epochs"] = max(1, settings["max_epochs"] // 5)  # the presets' rule, for another length
         if settings["short_epochs"] >= settings["max_epochs"]:
             fail(f"--short-epochs {settings['short_epochs']} must be below the full fidelity ({settings['max_epochs']} "
-                 "epochs): a short run is a complete shorter run")
+                 "epochs): a short run is a complete shorter run (or pass --scheduler fifo)")
     else:
         settings.pop("short_epochs", None)
     overrides = dict(dataset=args.dataset, teacher=args.teacher, student=args.student, train_size=args.train_size,

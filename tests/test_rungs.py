@@ -67,6 +67,14 @@ def test_an_inverted_rung_cuts_the_final_top_and_the_report_warns_with_what_to_p
     manifest["args"]["scheduler"] = "asha"
     (tmp_path / "i" / "manifest.json").write_text(json.dumps(manifest))
     assert "pass --grace-epochs 3 or --scheduler fifo" in rung_warnings(load_run(tmp_path / "i"))[0]
+    manifest["args"]["scheduler"] = "promote"  # the same curves read as a 1-epoch short run, then 8 full epochs
+    manifest["settings"] = {**SETTINGS, "max_epochs": 8, "short_epochs": 1}
+    (tmp_path / "i" / "manifest.json").write_text(json.dumps(manifest))
+    promoting = rung_warnings(load_run(tmp_path / "i"))
+    assert len(promoting) == 1 and "rung at epoch 1" in promoting[0] and "pass --short-epochs 2 or --scheduler fifo" \
+        in promoting[0]
+    manifest["args"]["scheduler"], manifest["settings"] = "asha", SETTINGS
+    (tmp_path / "i" / "manifest.json").write_text(json.dumps(manifest))
     text = build_report(run)
     assert "### Rung reliability" in text or "## Rung reliability" in text
     assert "would cut final top-3 trial(s) 11, 10, 9" in text

@@ -71,8 +71,9 @@ def test_study_runs_every_setting_survives_an_interrupt_and_reports_methods_by_s
         assert (trials["status"] == "COMPLETE").all()
         epochs = pd.read_parquet(study / f"{preset}-ablation" / "epochs.parquet")
         best = epochs[epochs["trial_id"].isin(trials.loc[trials["arm"] == "iakd_best", "trial_id"])]
-        diagnosed = best.dropna(subset=["compat_u0"])  # at the sweep's ASHA rung (epoch 1) and the last (3)
-        assert set(diagnosed["epoch"]) == {1, 3} and diagnosed["compat_u0"].between(0, 100).all()
+        diagnosed = best.dropna(subset=["compat_u0"])  # at the last epoch (3) and the epochs of the sweep's ASHA
+        rungs = json.loads((study / f"{preset}-sweep" / "manifest.json").read_text())["base_config"]["compat_epochs"]
+        assert set(diagnosed["epoch"]) == {*rungs, 3} and diagnosed["compat_u0"].between(0, 100).all()
     record = json.loads((study / "study.json").read_text())
     assert all(s["status"] == "complete" for s in record["stages"].values()) and "finished" in record
     kd_study = optuna.load_study(study_name="iakd-smoke-kd-sweep",
@@ -99,6 +100,7 @@ def test_study_bad_input_is_one_line_and_writes_nothing(tmp_path):
                          (["--tune-baselines", "kd,iakd"], "iakd is not a baseline"),
                          (["--tune-baselines", "student"], "student is not a baseline with hyperparameters"),
                          (["--hedge", "1"], "must be below 1"), (["--reduction-factor", "1"], "at least 2"),
+                         (["--grace-epochs", "2"], "--grace-epochs is for --scheduler asha"),
                          (["--scheduler", "bohb"], "invalid choice")):
         r = subprocess.run([sys.executable, str(SCRIPT), *bad, "--output-dir", str(tmp_path / "o")],
                            capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -91,12 +91,12 @@ def test_statuses_in_the_study_match_the_trials_table(smoke_run):
     expected = {"COMPLETE": "COMPLETE", "PRUNED": "PRUNED", "ERROR": "FAIL"}
     assert {r.trial_number: expected[r.status] for r in trials.itertuples()} == {t.number: t.state.name
                                                                                  for t in study.trials}
-    assert "PRUNED" in set(trials["status"])  # ASHA stopped some trials early
-    for t in study.trials:  # a COMPLETE Optuna trial reached full fidelity; PRUNED ones keep their curve
-        if t.state.name == "COMPLETE":
-            assert t.user_attrs["epochs"] == 3 and max(t.intermediate_values) == 3  # final value included
+    assert "PRUNED" in set(trials["status"])  # the default scheduler (promote) stopped some trials at their rung
+    for t in study.trials:  # a COMPLETE Optuna trial reached full fidelity (its short run's iteration, then the
+        if t.state.name == "COMPLETE":  # full run's 3); PRUNED ones end at their complete 1-epoch short run
+            assert t.user_attrs["epochs"] == 1 + 3 and max(t.intermediate_values) == 1 + 3  # final value included
         if t.state.name == "PRUNED":
-            assert len(t.intermediate_values) == t.user_attrs["epochs"] < 3
+            assert len(t.intermediate_values) == t.user_attrs["epochs"] == 1
     assert study.metric_names == ["val_acc"] and study.user_attrs["preset"] == "smoke"
 
 
@@ -120,14 +120,15 @@ def test_failing_and_nan_trials_are_recorded_and_the_rest_complete(smoke_run):
 
 
 def test_replay_stops_every_trial_where_ray_stopped_it(smoke_run):
-    """study/replay.py's replay of the recorded sweep (default concurrency 2, ASHA) through a fresh scheduler,
-    epochs in the order of their timestamps, makes Ray's decisions: same trials pruned, at the same epochs."""
+    """study/replay.py's replay of the recorded sweep (the defaults: concurrency 2, promote) through a fresh
+    scheduler, epochs in the order of their timestamps, makes Ray's decisions: same trials pruned, at the same
+    epochs (test_hedged_asha... checks the same for ASHA)."""
     from study.replay import check_recorded
 
     run_dir, _ = smoke_run
     trials, epochs = pd.read_parquet(run_dir / "trials.parquet"), pd.read_parquet(run_dir / "epochs.parquet")
     table = check_recorded(trials, epochs, json.loads((run_dir / "manifest.json").read_text()))
-    assert len(table) == 5 and (table["recorded"] < 3).any()  # 7 trials, 2 failed; some pruned
+    assert len(table) == 5 and (table["recorded"] == 1).any()  # 7 trials, 2 failed; some pruned at their short run
     assert (table["recorded"] == table["replayed"]).all(), table
     proc = run([sys.executable, str(ROOT / "study" / "run_replay.py"), "--check", str(run_dir)])
     assert proc.returncode == 0 and "5 of 5 trials stopped where Ray stopped them" in proc.stdout, proc.stdout
@@ -137,8 +138,8 @@ def test_hedged_asha_never_stops_its_hedge_bracket_and_assigns_it_by_seed(tmp_pa
     from study.replay import check_recorded
     from study.schedulers import hedge_bracket
 
-    proc = run(sweep_args(tmp_path, teacher_cache, "hedge", "--budget", "6", "--seed", "2", "--hedge", "0.4",
-                          "--grace-epochs", "1"))
+    proc = run(sweep_args(tmp_path, teacher_cache, "hedge", "--budget", "6", "--seed", "2", "--scheduler", "asha",
+                          "--hedge", "0.4", "--grace-epochs", "1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = pd.read_parquet(tmp_path / "hedge" / "trials.parquet").set_index("trial_number").sort_index()
     assert list(trials["bracket"]) == [hedge_bracket(2, n, 0.4) for n in range(6)] == [1, 0, 0, 0, 0, 1]
@@ -197,6 +198,8 @@ def test_promoting_sweep_trains_complete_short_runs_and_promotes_as_ray_decides(
     (["--budget", "2", "--student", "resnet21"], "unknown architecture"),
     (["--budget", "2", "--gpus-per-trial", "-1"], "must be 0 or more"),
     (["--hedge", "1"], "must be below 1"),
+    (["--budget", "2", "--hedge", "0.2"], "--hedge is for --scheduler asha, but the sweep's scheduler is promote"),
+    (["--budget", "2", "--max-epochs", "1"], "--short-epochs 1 must be below the full fidelity (1 epochs)"),
     (["--points", "/nonexistent.json"], "cannot read a JSON list"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_folder(tmp_path, teacher_cache, args, message):
@@ -252,9 +255,10 @@ def check_accounted_once(run_dir: Path, budget: int) -> pd.DataFrame:
 
 
 def test_hard_kills_at_awkward_moments_then_resume_accounts_for_every_trial_once(tmp_path, teacher_cache):
-    """Default concurrency (2) and ASHA: SIGKILL the process group right after a trial finishes, resume, SIGKILL
-    again in the middle of a trial, resume, SIGTERM, resume to the end. Every trial of the budget is in the table
-    and the study exactly once, in agreement, and a trial finished before a kill is never trained again."""
+    """Default concurrency (2) and scheduler (promote): SIGKILL the process group right after a trial finishes,
+    resume, SIGKILL again in the middle of a trial, resume, SIGTERM, resume to the end. Every trial of the budget is
+    in the table and the study exactly once, in agreement, and a trial finished before a kill is never trained
+    again."""
     budget, run_dir = 8, tmp_path / "killed"
     proc = start(sweep_args(tmp_path, teacher_cache, "killed", "--budget", str(budget)))
     read_until(proc, lambda line: line.startswith("[1/"))  # the instant a trial is recorded as finished
@@ -385,10 +389,14 @@ def test_two_objective_sweep_records_accuracy_and_cost_and_plots_the_front(tmp_p
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert complete, proc.stderr[-2000:]
-    for t in complete:  # (val accuracy, training seconds) of the full-fidelity run, as in the tables
+    epochs = pd.read_parquet(run_dir / "epochs.parquet")
+    for t in complete:  # (val accuracy, training seconds) of the full-fidelity run (not its short run before it)
         row = trials.set_index("trial_number").loc[t.number]
+        curve = epochs[epochs["trial_id"] == row["trial_id"]]
+        full_run = curve[curve["fidelity"] == 3] if "fidelity" in curve else curve
         assert t.values[0] == pytest.approx(row["val_acc_last"])
-        assert t.values[1] == pytest.approx(row["train_seconds"]) and t.values[1] > 0
+        assert t.values[1] == pytest.approx(full_run["epoch_seconds"].sum()) and t.values[1] > 0
+        assert row["train_seconds"] == pytest.approx(curve["epoch_seconds"].sum())  # the table: all the trial spent
     for t in study.trials:
         if t.state.name == "PRUNED":
             assert t.values is None
