@@ -12,6 +12,9 @@ Keep ``ray[tune]<2.61`` while these exist (pyproject.toml). Private names used:
 * ``AsyncHyperBandScheduler._brackets`` / ``._trial_info`` and ``async_hyperband._Bracket``: :class:`HedgedASHA`
   adds a bracket without rungs and assigns trials to brackets by trial number instead of Ray's unseeded
   ``np.random.choice``; :func:`asha_cutoff` is ``_Bracket.cutoff`` (the replay's promotion rule).
+  :class:`KeepsEarlierPasses` wraps ``on_trial_result`` of these schedulers (public signature, private brackets).
+* ``ray.init(_temp_dir=...)``: :func:`init_local_ray` puts a private Ray's session files in a folder of ours (a
+  short per-user path, so its AF_UNIX socket paths stay under the OS limit); no public option does.
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ from ray.tune.schedulers.async_hyperband import _Bracket
 from ray.tune.search.optuna import OptunaSearch
 
 from .cli import INTERRUPTED
+
+
+def init_local_ray(temp_dir: str, **kwargs: Any) -> None:
+    """``ray.init`` of a private local Ray whose session files go under ``temp_dir``."""
+    import ray
+
+    ray.init(_temp_dir=temp_dir, **kwargs)
 
 
 def trial_by_number(study: optuna.Study, number: int) -> optuna.trial.Trial:
@@ -158,14 +168,42 @@ def preload_asha(scheduler: ASHAScheduler, curves: dict[str, list[float]]) -> in
     return added
 
 
-class HedgedASHA(ASHAScheduler):
+class KeepsEarlierPasses:
+    """Mixin for Ray's ASHA schedulers: a re-run trial (the re-run of one an interruption cut short) is not stopped
+    at a rung its interrupted attempt had already passed (``passed``: trial number -> the furthest iteration the
+    attempt reported, from the study). The uninterrupted run let it through there; deciding again against the rung
+    values recorded since could stop it earlier than the attempt got, leaving the study's curve with the attempt's
+    later epochs. Its value is still recorded in the rung, as Ray's own logic does."""
+
+    passed: dict[int, int]
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        from ray.tune.schedulers import TrialScheduler
+
+        action = super().on_trial_result(tune_controller, trial, result)
+        number = (getattr(trial, "config", None) or {}).get("trial_number")
+        if action == TrialScheduler.STOP and result.get("training_iteration", 0) <= self.passed.get(number, 0):
+            return TrialScheduler.CONTINUE
+        return action
+
+
+class ResumableASHA(KeepsEarlierPasses, ASHAScheduler):
+    """Ray's ASHA, keeping the rungs re-run trials had passed (``KeepsEarlierPasses``)."""
+
+    def __init__(self, *, passed: dict[int, int] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.passed = dict(passed or {})
+
+
+class HedgedASHA(KeepsEarlierPasses, ASHAScheduler):
     """ASHA (one bracket, Ray's own stopping logic) plus a bracket without rungs: a trial in it always trains to
     ``max_t``. The bracket of a trial is ``schedulers.hedge_bracket(seed, trial_number, share)``, where
     ``trial_number`` is the Optuna number the search puts into the trial's config (a trial without one, e.g. a
     plain Tune run, gets bracket 0)."""
 
-    def __init__(self, *, share: float, seed: int, **kwargs: Any) -> None:
+    def __init__(self, *, share: float, seed: int, passed: dict[int, int] | None = None, **kwargs: Any) -> None:
         super().__init__(brackets=1, **kwargs)
+        self.passed = dict(passed or {})
         self.share, self.seed = share, seed
         self._brackets.append(_Bracket(kwargs["max_t"], kwargs["max_t"], self._reduction_factor, 1))
         assert not self._brackets[1]._rungs  # the hedge: nothing stops its trials before max_t
@@ -179,15 +217,16 @@ class HedgedASHA(ASHAScheduler):
         self._trial_info[trial.trial_id] = self._brackets[bracket]
 
 
-class PromotionASHA(ASHAScheduler):
+class PromotionASHA(KeepsEarlierPasses, ASHAScheduler):
     """Promotion of complete short runs (BOHB-style), as Ray's ASHA with one rung: a trial first trains a complete
     run of ``short`` epochs (reported as iterations 1..short), then, only if that run's final value clears ASHA's
     cut-off at the rung (the top 1/reduction_factor of the short runs recorded before it; the first always
     passes), its full run (iterations short+1..short+full). Ray's own bracket decides; only its rungs are replaced
     by the single rung at ``short`` (Ray would also put rungs inside the full run)."""
 
-    def __init__(self, *, short: int, full: int, **kwargs: Any) -> None:
+    def __init__(self, *, short: int, full: int, passed: dict[int, int] | None = None, **kwargs: Any) -> None:
         super().__init__(grace_period=short, max_t=short + full, brackets=1, **kwargs)
+        self.passed = dict(passed or {})
         self.short, self.full = short, full
         self._brackets[0]._rungs = [(short, {})]
 

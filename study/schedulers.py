@@ -31,10 +31,11 @@ def hedge_bracket(seed: int, number: int, share: float) -> int:
     return int(share > 0 and random.Random(f"hedge:{seed}:{number}").random() < share)
 
 
-def make_scheduler(scheduler: str, settings: Mapping[str, Any], seed: int):
+def make_scheduler(scheduler: str, settings: Mapping[str, Any], seed: int, passed: dict[int, int] | None = None):
     """The Ray Tune scheduler of a sweep with these settings (``max_epochs``, ``grace_epochs``,
-    ``reduction_factor``, optional ``hedge``)."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    ``reduction_factor``, optional ``hedge``). ``passed``: re-run trials (number -> furthest iteration their
+    interrupted attempt reported), never stopped again at a rung they had passed (``internals.KeepsEarlierPasses``)."""
+    from ray.tune.schedulers import FIFOScheduler
 
     if scheduler == "fifo":
         return FIFOScheduler()
@@ -46,9 +47,12 @@ def make_scheduler(scheduler: str, settings: Mapping[str, Any], seed: int):
         from .internals import PromotionASHA
 
         return PromotionASHA(short=settings["short_epochs"], full=settings["max_epochs"], metric=METRIC, mode="max",
-                             time_attr="training_iteration", reduction_factor=settings["reduction_factor"])
+                             time_attr="training_iteration", reduction_factor=settings["reduction_factor"],
+                             passed=passed)
     if settings.get("hedge"):
         from .internals import HedgedASHA
 
-        return HedgedASHA(share=settings["hedge"], seed=seed, **common)
-    return ASHAScheduler(**common)
+        return HedgedASHA(share=settings["hedge"], seed=seed, passed=passed, **common)
+    from .internals import ResumableASHA
+
+    return ResumableASHA(passed=passed, **common)

@@ -257,7 +257,9 @@ class SweepKind:
             study_name=manifest["study_name"], max_epochs=trial_iterations(settings), adopt=adopt,
             on_pruned=functools.partial(note_pruned, str(run_dir)),
             full_disk=functools.partial(failed_on_full_disk, run_dir))
-        scheduler = make_scheduler(args["scheduler"], settings, args["seed"])
+        passed = {t.number: max(t.intermediate_values, default=0) for t in study.get_trials(deepcopy=False)
+                  if t.number in adopt}  # re-run trials keep the rungs their interrupted attempts passed
+        scheduler = make_scheduler(args["scheduler"], settings, args["seed"], passed)
         if args["scheduler"] in ("asha", "promote"):  # earlier sessions' trials in its bracket, as if it had seen them
             preload_asha(scheduler, {str(t.number): [e[METRIC] for e in records[record_key(t.number)].epochs]
                                      for t in finished if record_key(t.number) in records

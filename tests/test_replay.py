@@ -121,3 +121,25 @@ def test_promotion_scheduler_is_rays_asha_with_one_rung_at_the_end_of_the_short_
                 assert scheduler.on_trial_result(None, trial, {"training_iteration": it, "val_acc": 1.0}) == \
                     TrialScheduler.CONTINUE
         scheduler.on_trial_complete(None, trial, {"training_iteration": short, "val_acc": float(value)})
+
+
+@pytest.mark.parametrize("kind", ["promote", "asha"])
+def test_a_re_run_trial_is_not_stopped_at_a_rung_its_interrupted_attempt_passed(kind):
+    """--resume re-runs a trial an interruption cut short; the scheduler records its rung values as usual but does
+    not stop it at a rung the attempt had passed (the uninterrupted run let it through), so it never ends before
+    the epochs the study already holds for it. Other trials are decided as before."""
+    from study.replay import _trial
+
+    settings = {"short_epochs": 1, "max_epochs": 3, "grace_epochs": 1, "reduction_factor": 3}
+    scheduler = make_scheduler(kind, settings, seed=0, passed={7: 2})
+    for number in range(3):  # three strong trials fill the first rung
+        trial = _trial(f"t{number}", number)
+        scheduler.on_trial_add(None, trial)
+        scheduler.on_trial_result(None, trial, {"training_iteration": 1, "val_acc": 90.0 + number})
+    weak, again = _trial("t6", 6), _trial("t7", 7)
+    for trial in (weak, again):
+        scheduler.on_trial_add(None, trial)
+    assert scheduler.on_trial_result(None, weak, {"training_iteration": 1, "val_acc": 10.0}) == TrialScheduler.STOP
+    assert scheduler.on_trial_result(None, again, {"training_iteration": 1, "val_acc": 10.0}) == \
+        TrialScheduler.CONTINUE
+    assert any("t7" in recorded for _, recorded in scheduler._brackets[0]._rungs)  # its value still counts
