@@ -182,8 +182,8 @@ def fairness_lines(run: Run) -> list[str]:
     else:
         tuned = ("**KD at literature values only**: the IAKD search also tuned a KD term, so comparisons with KD "
                  "favour IAKD (run the study with a KD sweep: kd_tuned)")
-    return ["- What these numbers are free of:", f"  - student BatchNorm statistics: {stats};",
-            f"  - the paper default: {paper};", f"  - baselines: {tuned}."]
+    return ["- What these numbers are free of:", f"    - student BatchNorm statistics: {stats};",
+            f"    - the paper default: {paper};", f"    - baselines: {tuned}."]
 
 
 def paper_lines(rows: pd.DataFrame, run: Run) -> list[str]:
@@ -544,7 +544,7 @@ def _toc_lines(tokens: list[dict], depth: int = 0) -> list[str]:
     out = []
     for t in tokens:
         if t["level"] > 1:
-            out.append(f"{'  ' * depth}- [{t['name']}](#{t['id']})")
+            out.append(f"{'    ' * depth}- [{t['name']}](#{t['id']})")  # (4 spaces: Python-Markdown nests only those)
         out += _toc_lines(t["children"], depth + (t["level"] > 1))
     return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -393,6 +394,7 @@ def check_html_structure(html_path):
             super().__init__()
             self.ids, self.hrefs, self.images, self.cells, self.in_cell = [], [], [], [], False
             self.paragraphs, self.text = [], []
+            self.depth = self.deepest = 0  # of nested lists
 
         def handle_starttag(self, tag, attrs):
             a = dict(attrs)
@@ -405,12 +407,17 @@ def check_html_structure(html_path):
             self.in_cell = tag in ("td", "th") or self.in_cell
             if tag == "p":
                 self.text = []
+            if tag == "ul":
+                self.depth += 1
+                self.deepest = max(self.deepest, self.depth)
 
         def handle_endtag(self, tag):
             if tag in ("td", "th"):
                 self.in_cell = False
             if tag == "p":
                 self.paragraphs.append("".join(self.text))
+            if tag == "ul":
+                self.depth -= 1
 
         def handle_data(self, data):
             if self.in_cell:
@@ -425,6 +432,9 @@ def check_html_structure(html_path):
     assert "nan" not in [cell.lower() for cell in c.cells]
     captions = [p for p in c.paragraphs if p.startswith("Figure: ") and "as described above" not in p]
     assert len(captions) == len(set(captions)) and captions
+    assert c.deepest >= 2  # sub-lists render as sub-lists (the TOC's sections, the conclusion's confounds)
+    html = html_path.read_text()
+    assert "free of:" not in html or re.search(r"free of:\s*<ul>", html), "a nested list rendered flat"
 
 
 def test_conclusion_names_an_ablation_arm_that_beats_the_best(tmp_path):
