@@ -31,8 +31,9 @@ test: data
 bench: data
 	$(BIN)/python bench/bench_step.py
 
-lint: install
+lint: install  # (tests/test_code_health.py runs the same two, so `make test` and CI do too)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -13,7 +13,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .hybrid import STUDENT_BN_MODES, TEACHER_BN_MODES
 from .methods import HYPERPARAMETERS, METHODS
@@ -33,6 +33,13 @@ def _f(group: str, default: Any, help: str, runtime_only: bool = False, **checks
     assert group in GROUPS, group
     return field(default=default, metadata={"group": group, "help": help, "runtime_only": runtime_only, **checks})
 
+
+def _bounded(group: str, default: Any, help: str, lo: float, hi: float | None) -> Any:
+    """A field with a lower bound and an optional upper one (none: unbounded above)."""
+    return _f(group, default, help, lo=lo) if hi is None else _f(group, default, help, lo=lo, hi=hi)
+
+
+_GENERATED: Any = None  # (the stand-in default of TrialConfig's generated fields, seen only by type checkers)
 
 # Random streams derived from a trial's seed, each its own generator so none disturbs another (primes, arbitrary).
 SWAP_SEED_OFFSET = 7919             # the hybrid's swap draws
@@ -81,9 +88,20 @@ class TrialConfig:
                          "it sees, teacher-fed batches included: the behaviour of runs made before this option)",
                          choices=STUDENT_BN_MODES)
     # ---- losses
+    if TYPE_CHECKING:  # the generated fields (above and below), spelled out for type checkers only; test_config_data
+        swap_p0: float = _GENERATED  # checks these names and types against the registries
+        swap_p1: float | None = _GENERATED
+        swap_step_at: float | None = _GENERATED
+        swap_ramp_k: float | None = _GENERATED
+        ce_weight: float = _GENERATED
+        kd_weight: float = _GENERATED
+        kd_temperature: float = _GENERATED
+        feature_weight: float = _GENERATED
+        hint_stage: int = _GENERATED
+        student_ce_weight: float = _GENERATED
     for _name, _hp in HYPERPARAMETERS.items():  # ce_weight, kd_weight, ...: every method's declared hyperparameters
         __annotations__[_name] = "int" if _hp.integer else "float"
-        vars()[_name] = _f("loss", _hp.default, _hp.help, lo=_hp.lo, **({} if _hp.hi is None else {"hi": _hp.hi}))
+        vars()[_name] = _bounded("loss", _hp.default, _hp.help, _hp.lo, _hp.hi)
     del _name, _hp
     feature_term: str = _f("loss", "none", "iakd: add a feature term on the hybrid's stage outputs",
                            choices=("none", "fitnet", "at"))
@@ -248,7 +266,7 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
         else:
             value = str(value)
     except (TypeError, ValueError):
-        what = f"tuple[{element.__name__}, ...]" if kind is tuple else kind.__name__
+        what = f"tuple[{getattr(element, '__name__', element)}, ...]" if kind is tuple else kind.__name__
         raise ConfigError(f"{name}={value!r} is not a valid {what}") from None
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"{name}={value!r} is not one of: {', '.join(meta['choices'])}")

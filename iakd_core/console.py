@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 
 def guard_startup(before: str) -> None:
@@ -47,7 +48,7 @@ def unknown_preset(name: str, presets) -> str:
     return f"unknown preset {name!r}{did_you_mean(name, presets)}; choose one of: {', '.join(presets)}"
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """One line on stderr, exit code 2: the project's answer to bad input."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
@@ -67,7 +68,7 @@ class OneLineParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str) -> None:  # argparse's usage dump -> the project's one-line error, exit 2
+    def error(self, message: str) -> NoReturn:  # argparse's usage dump -> the project's one-line error, exit 2
         if message.startswith("unrecognized arguments: "):
             parsers = [self, *(sub for action in self._actions if isinstance(action, argparse._SubParsersAction)
                                for sub in action.choices.values())]

@@ -5,7 +5,8 @@
 
 Fashion-MNIST comes from Debian's ``dataset-fashion-mnist`` package (gunzipped once into
 ``<data_root>/FashionMNIST/raw/``), from files already there, or from torchvision's download when ``download`` is
-set. CIFAR-10/100 come from torchvision's loaders against a staged root (or a download when allowed).
+set. CIFAR-10/100 are read from the official python pickles under a staged root (``read_cifar``; torchvision's
+public loader downloads them first when allowed).
 ``synthetic`` is a small generated, learnable set for tests.
 """
 
@@ -95,43 +96,52 @@ def _load_raw(cfg: TrialConfig, train: bool) -> tuple[torch.Tensor, torch.Tensor
                            "dataset-fashion-mnist), put the idx files in <data_root>/FashionMNIST/raw/, or pass "
                            "--download when online") from err
         return ds.data.unsqueeze(1).contiguous(), ds.targets.long(), 10
-    if cfg.dataset in ("cifar10", "cifar100"):
-        cls, folder = (tvd.CIFAR10, "cifar-10-batches-py") if cfg.dataset == "cifar10" else (tvd.CIFAR100,
-                                                                                             "cifar-100-python")
-        cls = _staged(cls)
-        try:
-            ds = cls(str(root), train=train, download=cfg.download)
-        except (RuntimeError, OSError) as err:
-            raise _missing(cfg.dataset.upper(), root, f"put the extracted {folder}/ folder in {root} "
-                           "(from the official tarball), or pass --download when online") from err
-        except (KeyError, ValueError, EOFError, pickle.UnpicklingError) as err:
-            raise DataUnavailableError(f"{root / folder} holds a file that is not a CIFAR pickle "
-                                       f"({type(err).__name__}: {err}); extract the official tarball again") from None
-        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-        return images, torch.tensor(ds.targets, dtype=torch.long), len(ds.classes)
+    if cfg.dataset in CIFAR_LAYOUT:
+        return read_cifar(root, cfg.dataset, train, download=cfg.download)
     raise DataUnavailableError(f"unknown dataset {cfg.dataset!r}")
 
 
-def _staged(base):
-    """torchvision's CIFAR loader, accepting a user-staged folder whose files are all present (torchvision's md5
-    check would reject any re-packed copy; a file that is not a CIFAR pickle still fails while loading)."""
-    import os
+# dataset -> (folder of the official python tarball, train files, test files, label key, classes)
+CIFAR_LAYOUT = {
+    "cifar10": ("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",), "labels", 10),
+    "cifar100": ("cifar-100-python", ("train",), ("test",), "fine_labels", 100),
+}
 
-    class Staged(base):
-        def _check_integrity(self) -> bool:
-            folder = os.path.join(self.root, self.base_folder)
-            return all(os.path.isfile(os.path.join(folder, name)) for name, _ in self.train_list + self.test_list)
 
-        def _load_meta(self) -> None:
-            saved = self.meta
-            self.meta = {**saved, "md5": None}  # presence check only
-            try:
-                super()._load_meta()
-            finally:
-                self.meta = saved
+def read_cifar(root: Path, dataset: str, train: bool, download: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """CIFAR-10/100 from the official python pickles under ``root`` (a dict per file: ``data`` N x 3072 uint8 in
+    channel-major order, labels under ``labels`` / ``fine_labels``), read directly: any staged copy whose files are
+    present is accepted (no md5 check against the tarball's, which a re-packed copy would fail). ``download``
+    fetches the tarball through torchvision's public loader first."""
+    import numpy as np
 
-    Staged.__name__ = base.__name__
-    return Staged
+    folder, train_files, test_files, key, classes = CIFAR_LAYOUT[dataset]
+    paths = [root / folder / name for name in (train_files if train else test_files)]
+    if download and not all(p.is_file() for p in paths):
+        import torchvision.datasets as tvd
+
+        (tvd.CIFAR10 if dataset == "cifar10" else tvd.CIFAR100)(str(root), train=train, download=True)
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise _missing(dataset.upper(), root, f"{folder}/{missing[0]} is absent: put the extracted {folder}/ folder "
+                       f"in {root} (from the official tarball), or pass --download when online")
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                entry = pickle.load(f, encoding="latin1")  # (the official files were pickled by Python 2)
+            images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(int(y) for y in entry[key])
+        except (KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as err:
+            raise DataUnavailableError(f"{path} is not a CIFAR pickle ({type(err).__name__}: {err}); extract the "
+                                       "official tarball again") from None
+    data = torch.from_numpy(np.concatenate(images)).contiguous()
+    if len(data) != len(labels):
+        raise DataUnavailableError(f"{root / folder} is not a CIFAR pickle set: {len(data)} images but {len(labels)} "
+                                   "labels; extract the official tarball again")
+    return data, torch.tensor(labels, dtype=torch.long), classes
 
 
 def synthetic_data(train: bool, per_class: int = 120, classes: int = 4, side: int = 16):
@@ -217,12 +227,13 @@ def load_test(cfg: TrialConfig, splits: DataSplits) -> TensorDataset:
 
 # ---- batches -----------------------------------------------------------------------------------------------------
 class Batch(NamedTuple):
-    """One training batch: augmented images, labels, and which image (``index`` into the dataset) in which of its
-    ``augmentation_variants`` forms (``variant``) each row is, so anything computed per form can be looked up."""
+    """One training batch: augmented images, labels, and which image (``image``: its index in the dataset) in
+    which of its ``augmentation_variants`` forms (``variant``) each row is, so anything computed per form can be
+    looked up."""
 
     images: torch.Tensor
     labels: torch.Tensor
-    index: torch.Tensor
+    image: torch.Tensor  # (not "index": a NamedTuple field must not hide tuple.index)
     variant: torch.Tensor
 
 

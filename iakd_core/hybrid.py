@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from .models import Backbone
+from .models import Backbone, batch_norms
 from .schedules import SWAP_MODES, unit_probabilities
 from .units import UnitPairing
 
@@ -39,7 +39,7 @@ STUDENT_BN_MODES = ("clean", "hybrid")
 def batch_statistics(unit: nn.Module) -> Iterator[None]:
     """Within the block, ``unit``'s BatchNorm layers normalise with the batch's own statistics and update nothing
     (training mode without running-statistics tracking makes ``F.batch_norm`` get no buffers)."""
-    norms = [m for m in unit.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = batch_norms(unit)
     saved = [(m.training, m.track_running_stats) for m in norms]
     for m in norms:
         m.training, m.track_running_stats = True, False
@@ -119,7 +119,7 @@ class HybridNetwork(nn.Module):
                 with batch_statistics(unit) if self.teacher_bn == "batch" else contextlib.nullcontext():
                     h = self.adapters_out[i](unit(self.adapters_in[i](h)))
             else:
-                with self._downstream(self._student_units[i], clean and i > first):
+                with self._downstream(self._student_units[i], clean and first is not None and i > first):
                     h = self._student_units[i](h)
             if stage_features and (i + 1) % self.units_per_stage == 0:
                 feats.append(h)
@@ -127,8 +127,8 @@ class HybridNetwork(nn.Module):
             logits = self.student.head(h)
         student_logits = None
         if student_pass:
-            student_logits = logits if first is None else self._student_suffix(prefix, first)
-        elif clean:
+            student_logits = logits if first is None or prefix is None else self._student_suffix(prefix, first)
+        elif clean and first is not None and prefix is not None:
             with torch.no_grad():  # the student's own statistics for the layers the hybrid fed teacher features
                 self._student_suffix(prefix, first)
         return logits, (feats if stage_features else None), student_logits

@@ -126,13 +126,16 @@ def searched_hyperparameters(method: str) -> dict[str, Hyperparameter]:
 
 def freeze(teacher: Backbone) -> Backbone:
     teacher.requires_grad_(False)
-    return teacher.eval()
+    teacher.eval()
+    return teacher
 
 
 class Method(nn.Module):
     name = "base"
     hyperparameters: ClassVar[dict[str, Hyperparameter]] = {}
     literature: ClassVar[dict[str, Any]] = {}
+    teacher: Backbone | None  # (kept out of the module tree: in __dict__, see __init__)
+    teacher_targets: Backbone | None
 
     def __init__(self, cfg: TrialConfig, student: Backbone, teacher: Backbone | None,
                  teacher_targets: Backbone | None = None) -> None:
@@ -143,7 +146,11 @@ class Method(nn.Module):
         # the network that computes whole-teacher targets (KD logits, feature hints): the teacher itself, or a
         # copy of it in another memory layout where that is faster (iakd_core.trial); frozen the same way
         self.__dict__["teacher_targets"] = self.teacher if teacher_targets is None else freeze(teacher_targets)
-        self.feature_term = FeatureTerm(cfg, student, teacher) if cfg.feature_kind != "none" else None
+        self.feature_term: FeatureTerm | None = None
+        if cfg.feature_kind != "none":
+            if teacher is None:
+                raise ValueError(f"the {cfg.feature_kind} term needs a teacher")
+            self.feature_term = FeatureTerm(cfg, student, teacher)
 
     def train(self, mode: bool = True) -> Method:
         super().train(mode)
@@ -158,6 +165,8 @@ class Method(nn.Module):
     @torch.no_grad()
     def teacher_outputs(self, x: torch.Tensor, features: bool = False):
         teacher = self.teacher_targets
+        if teacher is None:
+            raise ValueError(f"method {self.name!r} has no teacher to ask for targets")
         if teacher is not self.teacher:
             x = x.contiguous()
         return teacher.features(x) if features else (teacher(x), None)
@@ -167,14 +176,14 @@ class Method(nn.Module):
         alone when ``teacher_logits``, the teacher's logits for ``x``, are given)."""
         cfg = self.cfg
         terms = {"ce": cfg.ce_weight * F.cross_entropy(logits, y)} if cfg.ce_weight > 0 else {}
-        features = self.feature_term is not None
-        if cfg.kd_weight > 0 or features:
-            if teacher_logits is None or features:
-                teacher_logits, t_feats = self.teacher_outputs(x, features=features)
+        term = self.feature_term
+        if cfg.kd_weight > 0 or term is not None:
+            if teacher_logits is None or term is not None:
+                teacher_logits, t_feats = self.teacher_outputs(x, features=term is not None)
             if cfg.kd_weight > 0:
                 terms["kd"] = cfg.kd_weight * kd_loss(logits, teacher_logits, cfg.kd_temperature)
-            if features:
-                terms[self.feature_term.kind] = cfg.feature_weight * self.feature_term(stage_features, t_feats)
+            if term is not None:
+                terms[term.kind] = cfg.feature_weight * term(stage_features, t_feats)
         return terms
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, progress: float,
@@ -237,7 +246,7 @@ class IAKD(Method):
         super().__init__(cfg, student, teacher, teacher_targets)
         params = cfg.schedule_params()
         self.hybrid = HybridNetwork(
-            student, pair_units(self.teacher, student, cfg.units_per_stage),
+            student, pair_units(freeze(teacher), student, cfg.units_per_stage),
             functools.partial(schedule_value, cfg.swap_schedule, **params), cfg.swap_profile, cfg.swap_mode,
             cfg.teacher_bn, seed=cfg.seed + SWAP_SEED_OFFSET, student_bn=cfg.student_bn)
 

@@ -109,7 +109,7 @@ def schedule_params(config: Mapping[str, Any]) -> dict[str, float]:
     """The parameters a config's swap schedule uses (registry order, short names: p0, p1, step_at, ramp_k), read from
     its ``swap_<name>`` keys; one the config leaves unset (None, or NaN in a table row) is left out, and an unknown
     or missing schedule has none."""
-    spec = SCHEDULES.get(config.get("swap_schedule"))
+    spec = SCHEDULES.get(str(config.get("swap_schedule")))
     if spec is None:
         return {}
     values = {p: config.get(f"swap_{p}") for p in spec.params}

@@ -96,6 +96,8 @@ def compute_table(network: torch.nn.Module, data: DataSplits, cfg: TrialConfig, 
             table[start:end, v] = logits.cpu()
         if progress is not None:
             progress(v + 1, forms, time.perf_counter() - started)
+    if table is None:
+        raise ValueError("no training images to compute KD targets for")
     return table
 
 

@@ -134,7 +134,7 @@ def load_outside_teacher(cfg: TrialConfig, data: DataSplits, device: torch.devic
     """``cfg.teacher_weights`` (trained elsewhere) as a ``cfg.teacher``, evaluated once on validation."""
     from .train import evaluate, pick_device, place
 
-    path = Path(cfg.teacher_weights).expanduser()
+    path = Path(str(cfg.teacher_weights)).expanduser()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +22,11 @@ from torch import nn
 
 from .config import DIAGNOSTIC_SEED_OFFSET, RECALIBRATION_SEED_OFFSET, TrialConfig
 from .data import DataSplits, TensorDataset, steps_per_epoch, train_batches
-from .methods import Method
+from .methods import IAKD, Method
+from .models import batch_norms
 
 Report = Callable[[dict[str, Any]], None]
+M = TypeVar("M", bound=nn.Module)
 
 # Batches smaller than this compute KD targets online even when a table is given: PyTorch may pick other
 # convolution kernels for small CPU batches, so a lookup is only promised equal for batches like the table's chunks.
@@ -72,10 +74,12 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def place(module: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+def place(module: M, device: torch.device, channels_last: bool) -> M:
     """Move ``module`` to ``device``, in channels-last memory format when asked (its inputs follow: ``_prepare``)."""
-    module = module.to(device)
-    return module.to(memory_format=torch.channels_last) if channels_last else module
+    module.to(device)  # (in place: Module.to moves the module's own tensors and returns it)
+    if channels_last:
+        module.to(memory_format=torch.channels_last)
+    return module
 
 
 def _prepare(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -111,7 +115,7 @@ class _FixedMask(nn.Module):
         return self.hybrid(x, self.mask)[0]
 
 
-def unit_compatibility(method: Method, data: TensorDataset, cfg: TrialConfig, device: torch.device
+def unit_compatibility(method: IAKD, data: TensorDataset, cfg: TrialConfig, device: torch.device
                        ) -> dict[str, float]:
     """Teacher-unit compatibility on the first ``cfg.compat_size`` validation images: accuracy (%) of the student
     alone, the teacher alone and, for each unit i, the hybrid with exactly unit i swapped in (``compat_u{i}``):
@@ -119,9 +123,10 @@ def unit_compatibility(method: Method, data: TensorDataset, cfg: TrialConfig, de
     (the student's running statistics; the swapped unit's BatchNorm as ``cfg.teacher_bn`` says)."""
     n = min(cfg.compat_size, len(data))
     subset = TensorDataset(data.images[:n], data.labels[:n])
-    hybrid = method.hybrid
+    hybrid, teacher = method.hybrid, method.teacher
+    assert teacher is not None  # (IAKD is built with one)
     out = {"compat_student": evaluate(method.student, subset, cfg, device)["acc"],
-           "compat_teacher": evaluate(method.teacher, subset, cfg, device)["acc"]}
+           "compat_teacher": evaluate(teacher, subset, cfg, device)["acc"]}
     for i in range(hybrid.num_units):
         swapped = _FixedMask(hybrid, [j == i for j in range(hybrid.num_units)]).train(method.student.training)
         out[f"compat_u{i}"] = evaluate(swapped, subset, cfg, device)["acc"]
@@ -145,7 +150,7 @@ def recalibrated_accuracy(student: nn.Module, data: DataSplits, cfg: TrialConfig
 
 def runs_compatibility(method: Method, cfg: TrialConfig, epoch: int) -> bool:
     """Whether the compatibility diagnostic runs after ``epoch``: IAKD only, at ``cfg.compat_epochs`` and the end."""
-    return (hasattr(method, "hybrid") and cfg.compat_size > 0
+    return (isinstance(method, IAKD) and cfg.compat_size > 0
             and (epoch in cfg.compat_epochs or epoch == cfg.epochs))
 
 
@@ -155,7 +160,7 @@ def recalibrate_bn(model: nn.Module, data: TensorDataset, batches: int, cfg: Tri
     """Recompute ``model``'s BatchNorm running statistics from scratch (cumulative average) on ``batches``
     student-only training batches. For IAKD: during training a student unit's statistics also accumulate
     inputs produced by swapped-in teacher units, which the student alone never produces at evaluation."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = batch_norms(model)
     if not norms or batches <= 0:
         return
     was_training = model.training
@@ -177,6 +182,7 @@ def recalibrate_bn(model: nn.Module, data: TensorDataset, batches: int, cfg: Tri
 def make_optimizer(method: Method, cfg: TrialConfig, total_epochs: int):
     opt = torch.optim.SGD(method.trainable_parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay, nesterov=cfg.nesterov and cfg.momentum > 0)
+    sched: torch.optim.lr_scheduler.LRScheduler
     if cfg.lr_schedule == "multistep":
         milestones = sorted({max(1, round(m * total_epochs)) for m in cfg.lr_milestones})
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, cfg.lr_gamma)
@@ -222,7 +228,7 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
         lr = opt.param_groups[0]["lr"]
         for batch in train_batches(data.train, cfg.batch_size, gen, cfg.crop_padding, cfg.flip, fill):
             x, y = _prepare(batch.images, device, cfg.channels_last), batch.labels.to(device, non_blocking=True)
-            looked_up = (kd_targets[batch.index, batch.variant].to(device)
+            looked_up = (kd_targets[batch.image, batch.variant].to(device)
                          if kd_targets is not None and len(batch.labels) >= MIN_TABLE_BATCH else None)
             with autocast(device, cfg.precision):
                 logits, terms = method.forward_train(x, y, step / total_steps, teacher_logits=looked_up)
@@ -246,7 +252,7 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
         recalibrate_bn(method.student, data.train, cfg.bn_recalibration_batches, cfg, device, recal_gen)
         val = evaluate(method.student, data.val, cfg, device)
         compat: dict[str, float] = {}
-        if runs_compatibility(method, cfg, epoch):
+        if isinstance(method, IAKD) and runs_compatibility(method, cfg, epoch):
             compat_start = time.perf_counter()
             compat = unit_compatibility(method, data.val, cfg, device)
             compat["val_acc_recal"] = recalibrated_accuracy(method.student, data, cfg, device)

@@ -14,7 +14,7 @@ from .config import TrialConfig
 from .data import load_splits, load_test
 from .files import save_torch, write_json
 from .methods import build_method
-from .models import build_model
+from .models import Backbone, build_model
 from .targets import build_table, load_table, needs_kd_logits_only, table_applies
 from .teacher import get_teacher
 from .train import evaluate, fit, pick_device, place, resolve_precision
@@ -75,7 +75,8 @@ def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, 
         check_granularity(cfg.teacher, cfg.student, cfg.units_per_stage)
     device = pick_device(cfg.device)
     data = load_splits(cfg)
-    teacher, teacher_meta = None, {}
+    teacher: Backbone | None = None
+    teacher_meta: dict[str, Any] = {}
     if cfg.uses_teacher:
         teacher, teacher_meta, _ = get_teacher(cfg, data, device)
         teacher = place(teacher, device, cfg.channels_last)

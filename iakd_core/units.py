@@ -13,10 +13,12 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import cast
 
 from torch import nn
 
 from .models import Backbone, build_model
+from .models.skeleton import Block
 
 
 class IncompatiblePairError(ValueError):
@@ -67,15 +69,16 @@ def check_granularity(teacher: str, student: str, units_per_stage: int) -> None:
 def split_units(model: Backbone, units_per_stage: int) -> list[nn.Sequential]:
     """Cut every stage into ``units_per_stage`` consecutive, equally long groups of blocks (shares modules)."""
     units = []
-    for stage in model.stages:
-        size = len(stage) // units_per_stage
+    for blocks in model.stage_blocks():
+        size = len(blocks) // units_per_stage
         for g in range(units_per_stage):
-            units.append(nn.Sequential(*list(stage)[g * size : (g + 1) * size]))
+            units.append(nn.Sequential(*blocks[g * size : (g + 1) * size]))
     return units
 
 
 def unit_shape(unit: nn.Sequential) -> UnitShape:
-    return UnitShape(unit[0].in_channels, unit[-1].out_channels, math.prod(block.stride for block in unit))
+    blocks = [cast(Block, block) for block in unit]
+    return UnitShape(blocks[0].in_channels, blocks[-1].out_channels, math.prod(block.stride for block in blocks))
 
 
 def make_adapter(in_channels: int, out_channels: int) -> nn.Module:

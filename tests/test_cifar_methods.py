@@ -50,6 +50,26 @@ def test_synthetic_cifar100_round_trip_through_the_real_loader(tmp_path):
     assert red.tolist() == [2 * y for y in written["test"][1]]
 
 
+def test_cifar10_batches_are_read_in_order_and_a_missing_batch_is_named(tmp_path):
+    """CIFAR-10's layout: five training batches and a test batch, labels under "labels"; read in batch order."""
+    from iakd_core.data import DataUnavailableError, read_cifar
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        data = np.full((4, 3072), 10 * i, dtype=np.uint8)
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, "labels": [i] * 4, "batch_label": name}, f, protocol=2)
+    images, labels, classes = read_cifar(tmp_path, "cifar10", train=True)
+    assert classes == 10 and images.shape == (20, 3, 32, 32) and images.dtype == torch.uint8
+    assert labels.tolist() == [k for k in range(5) for _ in range(4)] and images[:, 0, 0, 0].tolist() == [
+        10 * k for k in range(5) for _ in range(4)]
+    assert read_cifar(tmp_path, "cifar10", train=False)[1].tolist() == [5] * 4
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(DataUnavailableError, match="cifar-10-batches-py/data_batch_3 is absent"):
+        read_cifar(tmp_path, "cifar10", train=True)
+
+
 def test_a_malformed_cifar_pickle_is_a_clear_error(tmp_path):
     from iakd_core.data import DataUnavailableError
 

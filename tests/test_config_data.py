@@ -81,7 +81,7 @@ def test_each_batch_row_is_its_image_in_the_variant_it_names(padding, flip):
     fill = torch.tensor([-1.0, 0.5])
     seen = set()
     for batch in train_batches(data, 64, torch.Generator().manual_seed(3), padding, flip, fill):
-        for row, (i, v) in enumerate(zip(batch.index.tolist(), batch.variant.tolist(), strict=True)):
+        for row, (i, v) in enumerate(zip(batch.image.tolist(), batch.variant.tolist(), strict=True)):
             rebuilt = variant_images(data.images[i : i + 1], padding, flip, fill, v)
             assert torch.equal(rebuilt[0], batch.images[row])
             seen.add(v)
@@ -131,3 +131,24 @@ def test_every_method_literature_value_is_a_valid_config_and_declared_names_are_
         cfg = TrialConfig.from_dict(method_overrides(method))
         assert all(getattr(cfg, k) == v for k, v in METHODS[method].literature.items())
     assert TrialConfig.from_dict(method_overrides("kd")).kd_weight == 0.9
+
+
+
+def test_the_fields_spelled_out_for_type_checkers_are_exactly_the_generated_ones():
+    """TrialConfig generates one field per schedule parameter and method hyperparameter from the registries (one
+    entry adds a knob); its ``if TYPE_CHECKING`` block spells the same names and types out for mypy. They agree."""
+    import ast
+    import inspect
+
+    import iakd_core.config as config
+
+    tree = ast.parse(inspect.getsource(config))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "TrialConfig")
+    block = next(n for n in cls.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    spelled = {n.target.id: ast.unparse(n.annotation) for n in block.body if isinstance(n, ast.AnnAssign)}
+    from iakd_core.methods import HYPERPARAMETERS
+    from iakd_core.schedules import PARAMS
+
+    generated = [f"swap_{name}" for name in PARAMS] + list(HYPERPARAMETERS)
+    assert sorted(spelled) == sorted(generated)
+    assert spelled == {name: TrialConfig.__annotations__[name] for name in generated}

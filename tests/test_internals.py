@@ -145,3 +145,12 @@ def test_tpe_without_pruned_proposes_what_tpe_proposes_on_the_complete_trials_al
     alone = proposals(tpe(), with_pruned=False)
     assert proposals(TPEWithoutPruned(seed=1, multivariate=True, group=True), with_pruned=True) == alone
     assert proposals(tpe(), with_pruned=True) != alone  # the PRUNED trials do move stock TPE
+
+
+def test_init_local_ray_rests_on_ray_inits_private_temp_dir():
+    """init_local_ray passes ``_temp_dir`` to ray.init (every sweep test starts Ray through it; this pins the name)."""
+    import inspect
+
+    import ray
+
+    assert '_temp_dir: Optional[str] = kwargs.pop("_temp_dir", None)' in inspect.getsource(ray.init)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from iakd_core.models import MODELS, build_model
+from iakd_core.models import MODELS, batch_norms, build_model
 
 
 def n_params(model):
@@ -29,6 +29,8 @@ def test_every_model_shares_the_skeleton_and_runs(name):
     assert out.shape == (2, 7)
     logits, feats = model.features(torch.randn(2, 1, 16, 16))
     assert [f.shape[1] for f in feats] == model.stage_widths
+    stats = [m for m in model.modules() if hasattr(m, "running_mean")]  # every layer with BatchNorm statistics
+    assert stats and [id(m) for m in batch_norms(model)] == [id(m) for m in stats]  # found by the public types
 
 
 def test_blocks_per_stage_follow_depth():

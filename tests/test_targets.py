@@ -49,7 +49,7 @@ def test_a_table_row_is_the_teacher_online_on_that_image_in_that_augmented_form(
                                cfg.flip, data.fill):
         with autocast(CPU, precision):
             online, _ = method.teacher_outputs(_prepare(batch.images, CPU, cfg.channels_last))
-        looked_up = table[batch.index, batch.variant]
+        looked_up = table[batch.image, batch.variant]
         assert looked_up.dtype == online.dtype
         assert torch.equal(looked_up, online)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from torch import nn
+
 from .resnet import cifar_resnet
 from .skeleton import Backbone
 from .wrn import wide_resnet
@@ -16,14 +18,20 @@ from .wrn import wide_resnet
 Builder = Callable[[int, int], Backbone]
 MODELS: dict[str, Builder] = {}
 
+def _resnet(depth: int, widths: tuple[int, int, int, int], name: str) -> Builder:
+    return lambda num_classes, in_channels: cifar_resnet(depth, widths, num_classes, in_channels, name)
+
+
+def _wrn(depth: int, widen: int) -> Builder:
+    return lambda num_classes, in_channels: wide_resnet(depth, widen, num_classes, in_channels, f"wrn_{depth}_{widen}")
+
+
 for _depth in (8, 14, 20, 26, 32, 44, 56, 110):
-    MODELS[f"resnet{_depth}"] = lambda nc, ic, d=_depth: cifar_resnet(d, (16, 16, 32, 64), nc, ic, f"resnet{d}")
+    MODELS[f"resnet{_depth}"] = _resnet(_depth, (16, 16, 32, 64), f"resnet{_depth}")
 for _depth in (8, 32):
-    MODELS[f"resnet{_depth}x4"] = lambda nc, ic, d=_depth: cifar_resnet(
-        d, (32, 64, 128, 256), nc, ic, f"resnet{d}x4"
-    )
+    MODELS[f"resnet{_depth}x4"] = _resnet(_depth, (32, 64, 128, 256), f"resnet{_depth}x4")
 for _depth, _widen in ((16, 1), (16, 2), (40, 1), (40, 2), (16, 4), (28, 10)):
-    MODELS[f"wrn_{_depth}_{_widen}"] = lambda nc, ic, d=_depth, k=_widen: wide_resnet(d, k, nc, ic, f"wrn_{d}_{k}")
+    MODELS[f"wrn_{_depth}_{_widen}"] = _wrn(_depth, _widen)
 
 
 def is_known_architecture(name: str) -> bool:
@@ -40,4 +48,14 @@ def build_model(name: str, num_classes: int, in_channels: int = 3) -> Backbone:
     raise ValueError(f"unknown architecture {name!r}; choose one of: {', '.join(MODELS)}")
 
 
-__all__ = ["MODELS", "Backbone", "build_model", "is_known_architecture"]
+# The BatchNorm layer types, by their public names (what ``batch_norms`` finds; lazy variants are not used here).
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+BatchNorm = nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d | nn.SyncBatchNorm
+
+
+def batch_norms(module: nn.Module) -> list[BatchNorm]:
+    """Every BatchNorm layer inside ``module`` (itself included), in ``modules()`` order."""
+    return [m for m in module.modules() if isinstance(m, BATCH_NORMS)]
+
+
+__all__ = ["BATCH_NORMS", "MODELS", "Backbone", "batch_norms", "build_model", "is_known_architecture"]

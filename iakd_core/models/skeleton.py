@@ -7,27 +7,42 @@ pairing code can check shapes without running a forward pass.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 import torch
 from torch import nn
+
+
+class Block(nn.Module):
+    """A residual block: what the pairing code reads of it without running it."""
+
+    in_channels: int
+    out_channels: int
+    stride: int
 
 
 class Backbone(nn.Module):
     """``stem`` -> ``stages`` -> ``head``; ``features(x)`` also returns every stage output (for FitNet/AT)."""
 
-    def __init__(self, stem: nn.Module, stages: list[list[nn.Module]], head: nn.Module, name: str) -> None:
+    def __init__(self, stem: nn.Module, stages: Sequence[Sequence[Block]], head: nn.Module, name: str) -> None:
         super().__init__()
         self.stem = stem
         self.stages = nn.ModuleList(nn.Sequential(*blocks) for blocks in stages)
         self.head = head
         self.name = name
 
+    def stage_blocks(self) -> list[list[Block]]:
+        """Every stage's blocks, in order (the modules themselves, shared)."""
+        return [[cast(Block, block) for block in stage.children()] for stage in self.stages]
+
     @property
     def blocks_per_stage(self) -> list[int]:
-        return [len(stage) for stage in self.stages]
+        return [len(blocks) for blocks in self.stage_blocks()]
 
     @property
     def stage_widths(self) -> list[int]:
-        return [stage[-1].out_channels for stage in self.stages]
+        return [blocks[-1].out_channels for blocks in self.stage_blocks()]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(x)

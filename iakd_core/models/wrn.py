@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .skeleton import Backbone, ClassifierHead, init_weights
+from .skeleton import Backbone, Block, ClassifierHead, init_weights
 
 
-class PreActBlock(nn.Module):
+class PreActBlock(Block):
     """BN-ReLU-conv3x3-BN-ReLU-conv3x3 + shortcut (1x1 conv of the activated input when the width changes)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
