@@ -217,8 +217,10 @@ def start_ray(address: str | None, settings: dict[str, Any]) -> None:
             ray.init(address=address, logging_level="ERROR", log_to_driver=False)
         else:
             temp_dir = os.path.join(tempfile.gettempdir(), f"iakdray{os.getuid()}")  # AF_UNIX paths stay short
-            ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False, _temp_dir=temp_dir,
-                     configure_logging=True)
+            from .internals import init_local_ray
+
+            init_local_ray(temp_dir, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                           configure_logging=True)
             ip = ray.util.get_node_ip_address()
             if not ipaddress.ip_address(ip).is_loopback:
                 print(f"warning: the private Ray listens on {ip}, not on loopback only (Ray was imported before "
