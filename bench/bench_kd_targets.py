@@ -22,9 +22,8 @@ from bench_step import random_splits
 from iakd_core.config import TrialConfig
 from iakd_core.models import build_model
 from iakd_core.presets import preset_config
-from iakd_core.targets import compute_table
+from iakd_core.targets import compute_table, targets_network
 from iakd_core.train import place
-from iakd_core.trial import targets_network
 
 CPU = torch.device("cpu")
 

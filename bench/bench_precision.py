@@ -28,8 +28,8 @@ from iakd_core.config import TrialConfig
 from iakd_core.methods import build_method
 from iakd_core.models import build_model
 from iakd_core.presets import preset_config
+from iakd_core.targets import make_targets
 from iakd_core.train import autocast, evaluate, fit, place, recalibrate_bn, resolve_precision
-from iakd_core.trial import contiguous_targets
 
 CPU = torch.device("cpu")
 MODES = {"fp32": dict(precision="fp32", channels_last=False),
@@ -54,8 +54,8 @@ def train_rate(cfg: TrialConfig, data, teacher, repeats: int, kd_targets=None) -
         torch.manual_seed(0)
         student = build_model(cfg.student, data.num_classes, data.in_channels)
         t = teacher if cfg.uses_teacher else None
-        method = place(build_method(cfg, student, t, contiguous_targets(t, cfg, CPU)), CPU, cfg.channels_last)
-        result = fit(method, data, cfg, CPU, kd_targets=kd_targets)
+        method = place(build_method(cfg, student, t, make_targets(cfg, t, CPU, kd_targets)), CPU, cfg.channels_last)
+        result = fit(method, data, cfg, CPU)
         return result.images / result.history[-1]["epoch_seconds"]
 
     return max(once() for _ in range(repeats))

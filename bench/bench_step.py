@@ -30,8 +30,8 @@ from iakd_core.data import DataSplits, TensorDataset  # noqa: E402
 from iakd_core.methods import build_method  # noqa: E402
 from iakd_core.models import build_model  # noqa: E402
 from iakd_core.presets import preset_config  # noqa: E402
+from iakd_core.targets import make_targets
 from iakd_core.train import autocast, fit, place, resolve_precision  # noqa: E402
-from iakd_core.trial import contiguous_targets
 from iakd_core.units import pair_units, split_units  # noqa: E402
 
 DEVICE = torch.device("cpu")
@@ -53,7 +53,7 @@ def random_splits(cfg: TrialConfig, images: int) -> DataSplits:
 def ours(cfg: TrialConfig, data: DataSplits, teacher) -> float:
     torch.manual_seed(0)
     student = build_model(cfg.student, data.num_classes, data.in_channels)
-    targets = contiguous_targets(teacher, cfg, DEVICE)
+    targets = make_targets(cfg, teacher, DEVICE)
     method = place(build_method(cfg, student, teacher, targets), DEVICE, cfg.channels_last)
     result = fit(method, data, cfg, DEVICE)
     return result.images / result.history[-1]["epoch_seconds"]

@@ -31,10 +31,10 @@ from iakd_core.presets import preset_config
 class SeparatePass(methods.IAKD):
     """The reference: the hybrid, then the whole student again for the student-only CE."""
 
-    def forward_train(self, x, y, progress, teacher_logits=None):
+    def forward_train(self, x, y, progress, batch=None):
         mask = self.hybrid.draw_mask(progress).tolist()
         logits, feats = self.hybrid(x, mask, stage_features=self.feature_term is not None)
-        terms = self.loss_terms(logits, y, x, feats)
+        terms = self.loss_terms(logits, y, x, feats, batch)
         terms["student_ce"] = self.cfg.student_ce_weight * F.cross_entropy(self.student(x), y)
         return logits, terms
 

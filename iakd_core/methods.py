@@ -4,9 +4,10 @@ A method is a named set of loss terms. The base class computes CE, the KD term a
 config's weights, so student, KD, FitNet and AT are that base with their own declared hyperparameters and
 literature values and own no code beyond that; IAKD owns its forward (the hybrid) and its swap statistics.
 
-``forward_train(x, y, progress, teacher_logits=None)`` returns ``(logits, {term: weighted loss})``; the trainer sums
-the dict, so a new loss term needs no trainer change. ``teacher_logits``, when the trainer has them from a table
-(``iakd_core.targets``), replace the teacher's forward for the KD term.
+``forward_train(x, y, progress, batch=None)`` returns ``(logits, {term: weighted loss})``; the trainer sums the
+dict, so a new loss term needs no trainer change. The teacher's outputs for the losses come from the method's
+``targets`` (``iakd_core.targets.TeacherTargets``: online, a contiguous copy, or a table, asked with the batch's
+image and form numbers); ``epoch_diagnostics`` is a per-epoch hook (IAKD: teacher-unit compatibility).
 
 **Hyperparameters.** A method lists what it tunes in ``hyperparameters`` (name -> :class:`Hyperparameter`: help,
 valid range, config default, search range) and its literature values in ``@register(name, **literature)``. From
@@ -44,6 +45,8 @@ from .units import pair_units
 
 if TYPE_CHECKING:
     from .config import TrialConfig
+    from .data import Batch, DataSplits
+    from .targets import TeacherTargets
 
 
 @dataclass(frozen=True)
@@ -134,18 +137,22 @@ class Method(nn.Module):
     name = "base"
     hyperparameters: ClassVar[dict[str, Hyperparameter]] = {}
     literature: ClassVar[dict[str, Any]] = {}
-    teacher: Backbone | None  # (kept out of the module tree: in __dict__, see __init__)
-    teacher_targets: Backbone | None
+    teacher: Backbone | None  # (both kept out of the module tree: in __dict__, see __init__)
+    targets: TeacherTargets | None
 
     def __init__(self, cfg: TrialConfig, student: Backbone, teacher: Backbone | None,
-                 teacher_targets: Backbone | None = None) -> None:
+                 targets: TeacherTargets | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.student = student
         self.__dict__["teacher"] = None if teacher is None else freeze(teacher)  # deliberately unregistered
-        # the network that computes whole-teacher targets (KD logits, feature hints): the teacher itself, or a
-        # copy of it in another memory layout where that is faster (iakd_core.trial); frozen the same way
-        self.__dict__["teacher_targets"] = self.teacher if teacher_targets is None else freeze(teacher_targets)
+        # where the teacher's outputs for the losses come from (iakd_core.targets.teacher_targets builds it; without
+        # one, the teacher itself computes them online)
+        if targets is None and teacher is not None:
+            from .targets import TeacherTargets
+
+            targets = TeacherTargets(teacher)
+        self.__dict__["targets"] = targets
         self.feature_term: FeatureTerm | None = None
         if cfg.feature_kind != "none":
             if teacher is None:
@@ -162,40 +169,41 @@ class Method(nn.Module):
         """Everything the optimizer updates: the student and any method-owned modules, never the teacher."""
         return [p for p in self.parameters() if p.requires_grad]
 
-    @torch.no_grad()
-    def teacher_outputs(self, x: torch.Tensor, features: bool = False):
-        teacher = self.teacher_targets
-        if teacher is None:
-            raise ValueError(f"method {self.name!r} has no teacher to ask for targets")
-        if teacher is not self.teacher:
-            x = x.contiguous()
-        return teacher.features(x) if features else (teacher(x), None)
-
-    def loss_terms(self, logits, y, x, stage_features=None, teacher_logits=None) -> dict[str, torch.Tensor]:
-        """CE, and the KD/feature terms whose weights are > 0 (teacher run only when a term needs it; not for KD
-        alone when ``teacher_logits``, the teacher's logits for ``x``, are given)."""
+    def loss_terms(self, logits, y, x, stage_features=None, batch: Batch | None = None) -> dict[str, torch.Tensor]:
+        """CE, and the KD/feature terms whose weights are > 0, with the teacher's outputs for ``x`` (the rows of
+        ``batch``) from ``self.targets``."""
         cfg = self.cfg
         terms = {"ce": cfg.ce_weight * F.cross_entropy(logits, y)} if cfg.ce_weight > 0 else {}
         term = self.feature_term
         if cfg.kd_weight > 0 or term is not None:
-            if teacher_logits is None or term is not None:
-                teacher_logits, t_feats = self.teacher_outputs(x, features=term is not None)
+            targets = self.targets
+            if targets is None:
+                raise ValueError(f"method {self.name!r} has no teacher to ask for targets")
+            if term is not None:
+                teacher_logits, t_feats = targets.features(x)
+            else:
+                teacher_logits = targets.logits(x, *((batch.image, batch.variant) if batch is not None else ()))
             if cfg.kd_weight > 0:
                 terms["kd"] = cfg.kd_weight * kd_loss(logits, teacher_logits, cfg.kd_temperature)
             if term is not None:
                 terms[term.kind] = cfg.feature_weight * term(stage_features, t_feats)
         return terms
 
-    def forward_train(self, x: torch.Tensor, y: torch.Tensor, progress: float,
-                      teacher_logits: torch.Tensor | None = None):
+    def forward_train(self, x: torch.Tensor, y: torch.Tensor, progress: float, batch: Batch | None = None):
+        """Logits and loss terms of one training step on ``x`` (the prepared images of ``batch``)."""
         if self.feature_term is None:
             logits = self.student(x)
-            return logits, self.loss_terms(logits, y, x, teacher_logits=teacher_logits)
+            return logits, self.loss_terms(logits, y, x, batch=batch)
         logits, feats = self.student.features(x)
         return logits, self.loss_terms(logits, y, x, feats)
 
     def epoch_stats(self) -> dict[str, Any]:
         """Per-epoch statistics beyond the losses (IAKD: realised swap rates); resets the counters."""
+        return {}
+
+    def epoch_diagnostics(self, data: DataSplits, epoch: int, device: torch.device) -> dict[str, float]:
+        """Diagnostics after ``epoch``'s validation, recorded with its metrics (IAKD: teacher-unit
+        compatibility); none by default."""
         return {}
 
 
@@ -240,23 +248,22 @@ class IAKD(Method):
                        "hint_stage": HINT_STAGE}
 
     def __init__(self, cfg: TrialConfig, student: Backbone, teacher: Backbone,
-                 teacher_targets: Backbone | None = None) -> None:
+                 targets: TeacherTargets | None = None) -> None:
         from .config import SWAP_SEED_OFFSET
 
-        super().__init__(cfg, student, teacher, teacher_targets)
+        super().__init__(cfg, student, teacher, targets)
         params = cfg.schedule_params()
         self.hybrid = HybridNetwork(
             student, pair_units(freeze(teacher), student, cfg.units_per_stage),
             functools.partial(schedule_value, cfg.swap_schedule, **params), cfg.swap_profile, cfg.swap_mode,
             cfg.teacher_bn, seed=cfg.seed + SWAP_SEED_OFFSET, student_bn=cfg.student_bn)
 
-    def forward_train(self, x: torch.Tensor, y: torch.Tensor, progress: float,
-                      teacher_logits: torch.Tensor | None = None):
+    def forward_train(self, x: torch.Tensor, y: torch.Tensor, progress: float, batch: Batch | None = None):
         mask = self.hybrid.draw_mask(progress).tolist()
         student_pass = self.cfg.student_ce_weight > 0
         logits, feats, student_logits = self.hybrid.forward_with_student(
             x, mask, stage_features=self.feature_term is not None, student_pass=student_pass)
-        terms = self.loss_terms(logits, y, x, feats, teacher_logits)
+        terms = self.loss_terms(logits, y, x, feats, batch)
         if student_pass:
             terms["student_ce"] = self.cfg.student_ce_weight * F.cross_entropy(student_logits, y)
         return logits, terms
@@ -268,6 +275,11 @@ class IAKD(Method):
         stats.update({f"swap_rate_u{i}": r for i, r in enumerate(h.realised_rates())})
         h.reset_counts()
         return stats
+
+    def epoch_diagnostics(self, data: DataSplits, epoch: int, device: torch.device) -> dict[str, float]:
+        from .train import compatibility_diagnostic  # (train imports the methods)
+
+        return compatibility_diagnostic(self, data, epoch, device)
 
 
 class FeatureTerm(nn.Module):
@@ -292,9 +304,11 @@ class FeatureTerm(nn.Module):
 
 
 def build_method(cfg: TrialConfig, student: Backbone, teacher: Backbone | None,
-                 teacher_targets: Backbone | None = None) -> Method:
+                 targets: TeacherTargets | None = None) -> Method:
+    """``cfg``'s method around ``student``; ``targets``: where the teacher's outputs for its losses come from
+    (``targets.teacher_targets``; default: the teacher online)."""
     if cfg.uses_teacher and teacher is None:
         raise ValueError(f"method {cfg.method!r} needs a teacher")
     if not cfg.uses_teacher:
         return METHODS[cfg.method](cfg, student, None)
-    return METHODS[cfg.method](cfg, student, teacher, teacher_targets)
+    return METHODS[cfg.method](cfg, student, teacher, targets)

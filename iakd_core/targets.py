@@ -8,12 +8,16 @@ once (8 MB in bf16), so a sweep or an ablation with dozens of KD trials builds i
 cores) and every trial then looks its targets up instead of running the teacher (bench/bench_kd_targets.py).
 
 Same values, not an approximation: the table is computed by the network that computes them online
-(``trial.targets_network``), in the same precision, from the same pixels (``data.variant_images``). Where the
+(``targets_network``), in the same precision, from the same pixels (``data.variant_images``). Where the
 teacher's kernels give each image the same result whatever batch it is in (measured on this machine for bf16 and
 fp32 in batches of 2 to 1024; a single image took another kernel), training with the table is bit-identical to
 training without it (tests/test_targets.py). To stay clear of the kernels PyTorch picks for small CPU batches,
-table chunks and looked-up batches have at least ``train.MIN_TABLE_BATCH`` (16) images; smaller training batches
+table chunks and looked-up batches have at least ``MIN_TABLE_BATCH`` (16) images; smaller training batches
 run the teacher online.
+
+:class:`TeacherTargets` is the one answer to "where do the teacher's outputs come from" during training (the
+teacher online, a contiguous copy of it, or the table): ``teacher_targets`` builds it in one place, the methods ask
+it for logits or features, and neither they nor the training loop know of tables, layouts or batch sizes.
 
 Used only on CPU (GPU runs keep the teacher online), for KD logits alone (a feature term needs the
 teacher's features, so the teacher runs anyway), and when the table is at most ``MAX_TABLE_BYTES``. ``run_trial``
@@ -22,6 +26,7 @@ only reads a table; ``build_table`` (the drivers) writes one; ``kd_targets="onli
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from pathlib import Path
@@ -33,10 +38,14 @@ from filelock import FileLock
 from .config import TrialConfig, stable_hash
 from .data import DataSplits, augmentation_variants, variant_images
 from .files import save_torch, write_json
+from .models import Backbone
 from .teacher import TeacherCacheError
-from .train import MIN_TABLE_BATCH, autocast, cpu_has_native_bf16, resolve_precision
+from .train import autocast, cpu_has_native_bf16, place, resolve_precision
 
 MAX_TABLE_BYTES = 256 * 2**20
+# Batches smaller than this compute KD targets online even when a table is given: PyTorch may pick other
+# convolution kernels for small CPU batches, so a lookup is only promised equal for batches like the table's chunks.
+MIN_TABLE_BATCH = 16
 # Part of every table's key: raise it when anything that shapes the values changes (the models' forward, the
 # augmentation and its form numbering, normalisation), so no earlier table is read.
 TABLE_VERSION = 1
@@ -48,6 +57,79 @@ def table_bytes(cfg: TrialConfig, data: DataSplits) -> int:
     precision = resolve_precision(cfg.precision, torch.device("cpu"))
     return (len(data.train) * augmentation_variants(cfg.crop_padding, cfg.flip) * data.num_classes
             * (2 if precision == "bf16" else 4))
+
+
+class TeacherTargets:
+    """The frozen teacher's outputs for a training batch: KD logits (looked up in ``table`` when there is one and
+    the batch has at least ``MIN_TABLE_BATCH`` images, else computed) and stage features (always computed).
+    ``network`` computes them: the teacher itself, or a copy of it in another memory layout (then its inputs are
+    made contiguous: ``targets_network``). Kept out of any module tree, frozen and in eval mode."""
+
+    def __init__(self, network: Backbone, contiguous: bool = False, table: torch.Tensor | None = None) -> None:
+        network.requires_grad_(False)
+        network.eval()
+        self.network, self.contiguous, self.table = network, contiguous, table
+
+    @property
+    def source(self) -> str:
+        """Where KD logits come from: "table" or "online"."""
+        return "table" if self.table is not None else "online"
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The teacher's logits and every stage output for the batch ``x``."""
+        return self.network.features(x.contiguous() if self.contiguous else x)
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor, image: torch.Tensor | None = None,
+               variant: torch.Tensor | None = None) -> torch.Tensor:
+        """The teacher's logits for the batch ``x``, whose rows are training images ``image`` in augmented forms
+        ``variant`` (``data.Batch``; without them, or for a small batch, computed online)."""
+        if self.table is not None and image is not None and variant is not None and len(image) >= MIN_TABLE_BATCH:
+            return self.table[image, variant].to(x.device)
+        return self.network(x.contiguous() if self.contiguous else x)
+
+
+def targets_network(teacher: Backbone, cfg: TrialConfig, device: torch.device) -> Backbone:
+    """The network that computes whole-teacher targets (KD logits, feature hints, the table) for a teacher placed
+    as ``run_trial`` places it. On CPU a no_grad forward of contiguous inputs through a contiguous copy of the
+    channels-last teacher measured faster than the channels-last teacher on channels-last inputs
+    (bench/README.md, "Precision and layout per path"), while the student's steps and the hybrid's teacher units
+    are faster in channels-last: there, the copy computes the targets. Elsewhere, the teacher."""
+    if cfg.channels_last and device.type == "cpu":
+        return place(copy.deepcopy(teacher), device, channels_last=False)
+    return teacher
+
+
+def teacher_targets(cfg: TrialConfig, teacher: Backbone | None, teacher_meta: dict[str, Any], data: DataSplits,
+                    device: torch.device) -> TeacherTargets | None:
+    """How a run of ``cfg`` gets its teacher outputs (None: its losses need none): the table a driver built, where
+    ``table_applies`` and only KD logits are needed; the teacher (or its contiguous copy) otherwise."""
+    table = (load_table(cfg, teacher_meta, data) if teacher is not None and needs_kd_logits_only(cfg)
+             and table_applies(cfg, data, device) else None)
+    return make_targets(cfg, teacher, device, table)
+
+
+def make_targets(cfg: TrialConfig, teacher: Backbone | None, device: torch.device,
+                 table: torch.Tensor | None = None) -> TeacherTargets | None:
+    """``TeacherTargets`` for ``cfg``'s losses from a teacher placed as ``run_trial`` places it, looking KD logits up
+    in ``table`` when given and only KD logits are needed (None: the losses need no teacher outputs)."""
+    if teacher is None or not (cfg.kd_weight > 0 or cfg.feature_kind != "none"):
+        return None
+    network = targets_network(teacher, cfg, device)
+    return TeacherTargets(network, contiguous=network is not teacher,
+                          table=table if needs_kd_logits_only(cfg) else None)
+
+
+def prepare_kd_targets(cfg: TrialConfig, teacher: Backbone, teacher_meta: dict[str, Any], data: DataSplits,
+                       device: torch.device, progress=None) -> dict[str, Any] | None:
+    """Build (or find) the table of KD targets that ``run_trial`` reads for ``cfg``'s teacher and data, where a
+    run of ``cfg`` on ``device`` uses one (``table_applies``): a sweep's or ablation's driver calls this once
+    before its trials. Returns facts for a manifest, or None."""
+    if not table_applies(cfg, data, device):
+        return None
+    network = targets_network(place(teacher, device, cfg.channels_last), cfg, device)
+    return build_table(cfg, network, teacher_meta, data, device, progress)[1]
 
 
 def table_applies(cfg: TrialConfig, data: DataSplits, device: torch.device) -> bool:

@@ -28,10 +28,6 @@ from .models import batch_norms
 Report = Callable[[dict[str, Any]], None]
 M = TypeVar("M", bound=nn.Module)
 
-# Batches smaller than this compute KD targets online even when a table is given: PyTorch may pick other
-# convolution kernels for small CPU batches, so a lookup is only promised equal for batches like the table's chunks.
-MIN_TABLE_BATCH = 16
-
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
@@ -148,10 +144,18 @@ def recalibrated_accuracy(student: nn.Module, data: DataSplits, cfg: TrialConfig
     return evaluate(copy_, data.val, cfg, device)["acc"]
 
 
-def runs_compatibility(method: Method, cfg: TrialConfig, epoch: int) -> bool:
-    """Whether the compatibility diagnostic runs after ``epoch``: IAKD only, at ``cfg.compat_epochs`` and the end."""
-    return (isinstance(method, IAKD) and cfg.compat_size > 0
-            and (epoch in cfg.compat_epochs or epoch == cfg.epochs))
+def compatibility_diagnostic(method: IAKD, data: DataSplits, epoch: int, device: torch.device) -> dict[str, float]:
+    """IAKD's per-epoch diagnostic (``IAKD.epoch_diagnostics``), at ``cfg.compat_epochs`` and the last epoch:
+    teacher-unit compatibility (``unit_compatibility``), the recalibrated student's accuracy (``val_acc_recal``)
+    and its cost (``compat_seconds``); nothing at other epochs or with ``compat_size`` 0."""
+    cfg = method.cfg
+    if cfg.compat_size <= 0 or not (epoch in cfg.compat_epochs or epoch == cfg.epochs):
+        return {}
+    start = time.perf_counter()
+    compat = unit_compatibility(method, data.val, cfg, device)
+    compat["val_acc_recal"] = recalibrated_accuracy(method.student, data, cfg, device)
+    compat["compat_seconds"] = time.perf_counter() - start
+    return compat
 
 
 @torch.no_grad()
@@ -206,11 +210,10 @@ class FitResult:
 
 
 def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device,
-        report: Report | None = None, keep_best: bool = False, kd_targets: torch.Tensor | None = None) -> FitResult:
+        report: Report | None = None, keep_best: bool = False) -> FitResult:
     """Train ``method`` for ``cfg.epochs`` epochs; after each, validate the student alone and ``report``.
-    ``keep_best``: also keep a CPU copy of the student's weights at its best validation epoch. ``kd_targets``: the
-    teacher's logits per training image and augmentation variant (``iakd_core.targets``), looked up instead of
-    running the teacher for the KD term (batches under ``MIN_TABLE_BATCH`` images still run it)."""
+    ``keep_best``: also keep a CPU copy of the student's weights at its best validation epoch. Where the teacher's
+    outputs come from is the method's (``Method.targets``); this loop only hands each step its batch."""
     gen = torch.Generator().manual_seed(cfg.seed)
     opt, sched = make_optimizer(method, cfg, cfg.epochs)
     steps = steps_per_epoch(len(data.train), cfg.batch_size)
@@ -228,10 +231,8 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
         lr = opt.param_groups[0]["lr"]
         for batch in train_batches(data.train, cfg.batch_size, gen, cfg.crop_padding, cfg.flip, fill):
             x, y = _prepare(batch.images, device, cfg.channels_last), batch.labels.to(device, non_blocking=True)
-            looked_up = (kd_targets[batch.image, batch.variant].to(device)
-                         if kd_targets is not None and len(batch.labels) >= MIN_TABLE_BATCH else None)
             with autocast(device, cfg.precision):
-                logits, terms = method.forward_train(x, y, step / total_steps, teacher_logits=looked_up)
+                logits, terms = method.forward_train(x, y, step / total_steps, batch=batch)
             loss = sum(terms.values())
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -251,12 +252,7 @@ def fit(method: Method, data: DataSplits, cfg: TrialConfig, device: torch.device
             raise NonFiniteLossError(f"non-finite training loss {total} at epoch {epoch}")
         recalibrate_bn(method.student, data.train, cfg.bn_recalibration_batches, cfg, device, recal_gen)
         val = evaluate(method.student, data.val, cfg, device)
-        compat: dict[str, float] = {}
-        if isinstance(method, IAKD) and runs_compatibility(method, cfg, epoch):
-            compat_start = time.perf_counter()
-            compat = unit_compatibility(method, data.val, cfg, device)
-            compat["val_acc_recal"] = recalibrated_accuracy(method.student, data, cfg, device)
-            compat["compat_seconds"] = time.perf_counter() - compat_start
+        compat = method.epoch_diagnostics(data, epoch, device)  # (IAKD: compatibility_diagnostic)
         metrics = {"epoch": epoch, "loss": total, **losses, "train_acc": 100.0 * int(correct) / seen,
                    "val_acc": val["acc"], "val_loss": val["loss"], "lr": lr, "epoch_seconds": train_time,
                    "eval_seconds": time.perf_counter() - start - train_time,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,40 +14,10 @@ from .data import load_splits, load_test
 from .files import save_torch, write_json
 from .methods import build_method
 from .models import Backbone, build_model
-from .targets import build_table, load_table, needs_kd_logits_only, table_applies
+from .targets import teacher_targets
 from .teacher import get_teacher
 from .train import evaluate, fit, pick_device, place, resolve_precision
 from .units import check_granularity
-
-
-def targets_network(teacher, cfg: TrialConfig, device: torch.device):
-    """The network that computes whole-teacher targets (KD logits, feature hints) for a teacher placed as
-    ``run_trial`` places it. On CPU a no_grad forward of contiguous inputs through a copy of the channels-last
-    teacher measured faster than the channels-last teacher on channels-last inputs (bench/bench_precision.py: 2191
-    vs 1491 img/s), while the student's steps and the hybrid's teacher units are faster in channels-last: there,
-    the copy computes the targets (``Method.teacher_outputs`` makes its inputs contiguous). Elsewhere, the teacher."""
-    if cfg.channels_last and device.type == "cpu":
-        return place(copy.deepcopy(teacher), device, channels_last=False)
-    return teacher
-
-
-def contiguous_targets(teacher, cfg: TrialConfig, device: torch.device):
-    """``targets_network`` where the method computes teacher targets online and it is a copy, else None."""
-    if teacher is None or not (cfg.kd_weight > 0 or cfg.feature_kind != "none"):
-        return None
-    network = targets_network(teacher, cfg, device)
-    return None if network is teacher else network
-
-
-def prepare_kd_targets(cfg: TrialConfig, teacher, teacher_meta: dict[str, Any], data, device: torch.device,
-                       progress=None) -> dict[str, Any] | None:
-    """Build (or find) the table of KD targets that ``run_trial`` reads for ``cfg``'s teacher and data, where a
-    run of ``cfg`` on ``device`` uses one (``targets.table_applies``): a sweep's or ablation's driver calls this
-    once before its trials. Returns facts for a manifest, or None."""
-    if not table_applies(cfg, data, device):
-        return None
-    network = targets_network(place(teacher, device, cfg.channels_last), cfg, device)
-    return build_table(cfg, network, teacher_meta, data, device, progress)[1]
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
@@ -80,15 +49,11 @@ def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, 
     if cfg.uses_teacher:
         teacher, teacher_meta, _ = get_teacher(cfg, data, device)
         teacher = place(teacher, device, cfg.channels_last)
-    kd_table = None  # KD logits looked up instead of computed (iakd_core.targets), where a driver built them
-    if needs_kd_logits_only(cfg) and table_applies(cfg, data, device):
-        kd_table = load_table(cfg, teacher_meta, data)
+    targets = teacher_targets(cfg, teacher, teacher_meta, data, device)  # online, a contiguous copy, or a table
     torch.manual_seed(cfg.seed)
     student = build_model(cfg.student, data.num_classes, data.in_channels)
-    # the online network stays as it is without a table: batches under MIN_TABLE_BATCH images still use it
-    method = place(build_method(cfg, student, teacher, contiguous_targets(teacher, cfg, device)), device,
-                   cfg.channels_last)
-    result = fit(method, data, cfg, device, report, keep_best=output_dir is not None, kd_targets=kd_table)
+    method = place(build_method(cfg, student, teacher, targets), device, cfg.channels_last)
+    result = fit(method, data, cfg, device, report, keep_best=output_dir is not None)
     last, best = result.history[-1], result.best
     final = {
         "epochs": last["epoch"], "val_acc": last["val_acc"], "val_acc_best": best["val_acc"],
@@ -98,7 +63,7 @@ def run_trial(config: dict[str, Any] | TrialConfig, report: Callable[[dict[str, 
         "student_params": sum(p.numel() for p in student.parameters()),
         "teacher_val_acc": teacher_meta.get("val_acc"),
         "device": str(device), "precision": resolve_precision(cfg.precision, device),
-        "kd_targets": "table" if kd_table is not None else "online" if cfg.kd_weight > 0 else None,
+        "kd_targets": targets.source if targets is not None and cfg.kd_weight > 0 else None,
     }
     if cfg.evaluate_test:  # final evaluation only: the last-epoch student on the official test set
         final["test_acc"] = evaluate(student, load_test(cfg, data), cfg, device)["acc"]

@@ -38,9 +38,9 @@ from iakd_core.config import TrialConfig
 from iakd_core.data import load_splits
 from iakd_core.factors import reproducibility_factors
 from iakd_core.files import write_json
+from iakd_core.targets import prepare_kd_targets
 from iakd_core.teacher import get_teacher
 from iakd_core.train import pick_device, resolve_precision
-from iakd_core.trial import prepare_kd_targets
 
 from .cli import INTERRUPTED, MLFLOW_DEFAULT, RunError
 from .ledger import Recorder

@@ -6,12 +6,11 @@ import torch
 from iakd_core import targets
 from iakd_core.config import TrialConfig
 from iakd_core.data import load_splits, train_batches
-from iakd_core.methods import build_method
-from iakd_core.models import build_model
 from iakd_core.presets import preset_config
+from iakd_core.targets import make_targets, prepare_kd_targets, targets_network
 from iakd_core.teacher import TeacherCacheError, get_teacher
 from iakd_core.train import _prepare, autocast, place, resolve_precision
-from iakd_core.trial import contiguous_targets, prepare_kd_targets, run_trial, targets_network
+from iakd_core.trial import run_trial
 
 CPU = torch.device("cpu")
 
@@ -43,12 +42,12 @@ def test_a_table_row_is_the_teacher_online_on_that_image_in_that_augmented_form(
     assert facts["shape"] == [len(data.train), 50, data.num_classes] and not facts["cached"]  # pad 2 + flip: 5*5*2
     table = targets.load_table(cfg, meta, data)
     teacher = place(get_teacher(cfg, data)[0], CPU, cfg.channels_last)  # as run_trial places it
-    method = build_method(cfg, build_model(cfg.student, data.num_classes, data.in_channels), teacher,
-                          contiguous_targets(teacher, cfg, CPU))
+    online_targets = make_targets(cfg, teacher, CPU)  # what a run without the table computes
+    assert online_targets is not None and online_targets.source == "online"
     for batch in train_batches(data.train, cfg.batch_size, torch.Generator().manual_seed(5), cfg.crop_padding,
                                cfg.flip, data.fill):
         with autocast(CPU, precision):
-            online, _ = method.teacher_outputs(_prepare(batch.images, CPU, cfg.channels_last))
+            online = online_targets.logits(_prepare(batch.images, CPU, cfg.channels_last))
         looked_up = table[batch.image, batch.variant]
         assert looked_up.dtype == online.dtype
         assert torch.equal(looked_up, online)
