@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.manifest import ManifestError, SearchOptions, options, version
+
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
@@ -31,12 +33,20 @@ class Run:
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def options(self) -> SearchOptions:
+        """How a sweep searched (analysis/manifest.py); a sweep's run only."""
+        return options(self.manifest)
+
 
 def load_run(path: str | Path) -> Run:
     path = Path(path)
     try:
         manifest = json.loads((path / "manifest.json").read_text())
+        version(manifest)  # a newer contract is refused before anything is read by this one's rules
         trials = pd.read_parquet(path / "trials.parquet")
+    except ManifestError as err:
+        raise NotARunError(f"{path}: {err}") from None
     except (OSError, ValueError) as err:
         raise NotARunError(f"{path} is not a run folder (needs manifest.json and trials.parquet): {err}") from None
     epochs_path, sched_path = path / "epochs.parquet", path / "schedules.parquet"

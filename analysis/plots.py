@@ -72,11 +72,11 @@ CAPTIONS = {
               "Pareto front.",
     "compatibility": "Teacher-unit compatibility: validation accuracy (first compat_size validation images, "
                      "eval mode) of the hybrid with exactly one teacher unit swapped in, per unit, at the "
-                     "diagnostic epochs (ASHA rungs and the last), beside the student alone (dashed) and the "
-                     "teacher alone (dotted). Sweep: its best trial; ablation: the iakd_best, iakd_best_swapping "
-                     "(when there is one) and iakd_paper_default arms, mean over seeds, band ±1 sd. A unit line near "
-                     "the teacher's means that teacher unit accepts the student's features; near chance, it does "
-                     "not.",
+                     "diagnostic epochs (the scheduler's rungs and the last), beside the student alone (dashed) "
+                     "and the teacher alone (dotted). Sweep: its best trial; ablation: the iakd_best, "
+                     "iakd_best_swapping (when there is one) and iakd_paper_default arms, mean over seeds, band "
+                     "±1 sd. A unit line near the teacher's means that teacher unit accepts the student's features; "
+                     "near chance, it does not.",
     "learning_curves": "Validation accuracy per epoch of every trial (grey: stopped early; blue: reached full "
                        "fidelity; orange: the final top 3), with the scheduler's rungs (dashed): where the search "
                        "compared trials and what it cut.",
@@ -125,7 +125,7 @@ def best_so_far(run: Run, out: Path) -> list[Path]:
 
 def param_importances(run: Run) -> tuple[dict[str, float], list[str]]:
     """fANOVA importances for val accuracy from the run's Optuna study. Optuna's evaluators read COMPLETE trials
-    only, and the sweep marks a trial COMPLETE only at full fidelity (ASHA-stopped ones are PRUNED), so early
+    only, and the sweep marks a trial COMPLETE only at full fidelity (those the scheduler stopped are PRUNED), so early
     values never count. In an ``acc+cost`` (two-objective) study, accuracy is the first objective. Returns the
     importances and the searched parameters fANOVA could not assess (absent from some of those trials)."""
     import optuna
@@ -231,7 +231,7 @@ def pareto_front(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
 
 def pareto(run: Run, out: Path) -> list[Path]:
     t = complete(run.trials)
-    if run.manifest.get("args", {}).get("objective") != "acc+cost":  # one objective: no trade-off to show
+    if run.options.objective != "acc+cost":  # one objective: no trade-off to show
         for stale in out.glob("pareto.*"):
             stale.unlink()
         return []

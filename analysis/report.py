@@ -25,6 +25,7 @@ import markdown
 import pandas as pd
 
 from analysis.load import NotARunError, Run, load_run
+from analysis.manifest import SearchOptions
 from analysis.plots import CAPTIONS, plot_run
 from analysis.rungs import TOP_K, measured_on, rung_reliability, rung_settings, rung_warnings
 from analysis.sensitivity import Sensitivity, assess
@@ -238,11 +239,10 @@ def figure_links(folder: Path, report_dir: Path) -> list[str]:
     return out
 
 
-def search_line(args: dict) -> str:
-    """How the sweep searched, from its stored command-line arguments."""
-    line = (f"Search: {args.get('sampler', '?')} sampler, {args.get('scheduler', '?')} scheduler, seed "
-            f"{args.get('seed', '?')}, objective ")
-    if args.get("objective") == "acc+cost":
+def search_line(options: SearchOptions) -> str:
+    """How the sweep searched, from its recorded options."""
+    line = f"Search: {options.sampler} sampler, {options.scheduler} scheduler, seed {options.seed}, objective "
+    if options.objective == "acc+cost":
         return line + ("val accuracy (max) and training seconds (min), two-objective; the best config below is "
                        "the most accurate, the Pareto figure shows the trade-off.")
     return line + "val accuracy (max)."
@@ -258,10 +258,11 @@ def sweep_section(run: Run, title: str, report_dir: Path, figures: Path, h: str 
     wall = f"{info['wall_seconds'] / 60:.1f} min" if info["wall_seconds"] else "n/a"
     out = [f"{h} {title}", "",
            f"Run `{run.name}`: budget {info['budget']}, {info['complete']} complete (full fidelity), "
-           f"{info['pruned']} pruned by ASHA, {info['failed']} failed; sweep wall time {wall}. Teacher "
+           f"{info['pruned']} stopped early by the {run.options.scheduler} scheduler, {info['failed']} failed; "
+           f"sweep wall time {wall}. Teacher "
            f"{teacher.get('arch', '?')}: val {pct(teacher.get('val_acc'))}, test {pct(teacher.get('test_acc'))}"
            f"{' (outside weights: ' + teacher['source'] + ')' if teacher.get('source') else ''}.", "",
-           search_line(run.manifest.get("args", {})), "",
+           search_line(run.options), "",
            f"Best full-fidelity config (by val accuracy): {info['best'] or 'none'}.", "",
            "Top trials (COMPLETE, val accuracy %):", "", md_table(top), ""]
     out += rung_section(run, h + "#")
@@ -277,7 +278,7 @@ def rung_section(run: Run, h: str = "###") -> list[str]:
     if not len(table):
         return []
     settings = rung_settings(run) or {}
-    scheduler = run.manifest.get("args", {}).get("scheduler", "asha")
+    scheduler = run.options.scheduler
     rungs = (f"rung: the end of each trial's complete {settings['short_epochs']}-epoch run (iteration "
              f"{settings['short_epochs']}; the full run follows as iterations {settings['short_epochs'] + 1}–"
              f"{trial_iterations(settings)})" if settings.get("short_epochs") else

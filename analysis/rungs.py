@@ -88,8 +88,7 @@ def rung_warnings(run: Run, table: pd.DataFrame | None = None) -> list[str]:
     """One warning per rung that would cut a final top trial, with what to pass instead."""
     table = rung_reliability(run) if table is None else table
     settings = rung_settings(run) or {}
-    scheduler = (run.manifest.get("args") or {}).get("scheduler")
-    fifo = scheduler == "fifo"
+    fifo = run.options.scheduler == "fifo"
     out = []
     for row in table.to_dict("records"):
         if row["would cut"]:

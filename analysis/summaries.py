@@ -59,7 +59,7 @@ def trial_iterations(settings: Mapping[str, Any]) -> int:
 
 
 def rung_epochs(settings: Mapping[str, Any]) -> tuple[int, ...]:
-    """The epochs at which ASHA compares trials (grace * rf^k below max_epochs; the milestones Ray's
+    """The epochs at which the scheduler compares trials (ASHA: grace * rf^k below max_epochs; the milestones Ray's
     ``AsyncHyperBandScheduler`` builds, tested against it): where a sweep runs the compatibility diagnostic and
     where the report measures how well a rung ranks trials."""
     if settings.get("short_epochs"):  # promotion: the one rung is the end of the complete short run

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.manifest import options
 from iakd_core.console import OneLineParser, fail, fmt_seconds, positive_int
 from iakd_core.files import write_text
 
@@ -88,8 +89,8 @@ def fresh(args, sweep_dir: Path) -> pd.DataFrame:
 
 def scheduler_label(manifest: dict) -> str:
     """What the sweep's scheduler was, resolved (the default changes with the preset)."""
-    a, s = manifest["args"], manifest["settings"]
-    if a["scheduler"] == "fifo":
+    s = manifest["settings"]
+    if options(manifest).scheduler == "fifo":
         return "fifo"
     if s.get("short_epochs"):
         return f"promote:short={s['short_epochs']},rf={s['reduction_factor']:g}"
@@ -174,11 +175,18 @@ def report(table: pd.DataFrame) -> bool:
         pair = wide[[("fresh_test", strategy), ("fresh_test", BASELINE)]].dropna()
         if len(pair) < 2:
             continue
-        c = paired_comparison(pair.iloc[:, 0], pair.iloc[:, 1])
         epochs = wide.loc[pair.index, "trial_epochs"]
         ratio = epochs[strategy].sum() / epochs[BASELINE].sum()
-        line = (f"{strategy} - {BASELINE}: fresh-seed test {c['delta']:+.2f} [{c['ci_low']:+.2f}, "
-                f"{c['ci_high']:+.2f}] (n = {len(pair)} sweep seeds); trial-epochs ratio {ratio:.3f}")
+        differences = pair.iloc[:, 0] - pair.iloc[:, 1]
+        if differences.nunique() == 1:  # no spread: a t-interval is undefined, the difference is exact
+            c = {"delta": float(differences.iloc[0])}
+            outcome = f"{c['delta']:+.2f} on every seed (the same selections)" if not c["delta"] else \
+                f"{c['delta']:+.2f} on every seed"
+        else:
+            c = paired_comparison(pair.iloc[:, 0], pair.iloc[:, 1])
+            outcome = f"{c['delta']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
+        line = (f"{strategy} - {BASELINE}: fresh-seed test {outcome} (n = {len(pair)} sweep seeds); "
+                f"trial-epochs ratio {ratio:.3f}")
         if strategy.startswith("tpe+") and not strategy.endswith("+fifo"):  # the scheduler under test, with TPE
             ok = c["delta"] >= GOAL_DELTA and ratio <= GOAL_RATIO
             line += f" -> goal (delta >= {GOAL_DELTA}, ratio <= {GOAL_RATIO}): {'met' if ok else 'MISSED'}"

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.manifest import options
 from analysis.summaries import trial_iterations
 
 from .schedulers import METRIC, make_scheduler
@@ -257,8 +258,8 @@ def check_recorded(trials: pd.DataFrame, epochs: pd.DataFrame, manifest: dict[st
     starts afresh, so rung values its interrupted attempt gave an earlier session are not replayed."""
     from ray.tune.schedulers import TrialScheduler
 
-    args, settings = manifest["args"], manifest["settings"]
-    scheduler = make_scheduler(args["scheduler"], settings, args["seed"])
+    searched, settings = options(manifest), manifest["settings"]
+    scheduler = make_scheduler(searched.scheduler, settings, searched.seed)
     number = trials.set_index("trial_id")["trial_number"]
     stopped: dict[str, int] = {}
     added = set()

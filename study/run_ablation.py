@@ -22,6 +22,7 @@ import json
 import os
 from pathlib import Path
 
+from analysis.manifest import options
 from iakd_core.cli import check_output_dir
 from iakd_core.console import OneLineParser, did_you_mean, fail, positive_int
 from study.cli import MLFLOW_DEFAULT, exit_now, private_ray_environment, run_command
@@ -68,14 +69,14 @@ def tuned_best(path: Path, sweep: dict, read_manifest) -> tuple[str, dict, int]:
     """(method, best config, budget) of a finished baseline sweep on the IAKD sweep's setting; else one line,
     exit 2."""
     manifest = read_manifest(path, "sweep")
-    method = manifest["args"].get("method") or "iakd"
+    method = options(manifest).method
     if method == "iakd":
         fail(f"--tuned {path} is an IAKD sweep; give a baseline's sweep (run_sweep.py --method kd)")
     if manifest.get("status") != "complete":
         fail(f"--tuned {path} has not finished its budget: resume it with run_sweep.py --resume {path}")
     ours, theirs = sweep["base_config"], manifest["base_config"]
     differs = [f"{k} {theirs.get(k)!r} vs {ours.get(k)!r}" for k in SAME_SETTING if ours.get(k) != theirs.get(k)]
-    if bool(manifest["args"].get("search_optimizer")) != bool(sweep["args"].get("search_optimizer")):
+    if options(manifest).search_optimizer != options(sweep).search_optimizer:
         differs.append("--search-optimizer in one sweep only")
     if differs:
         fail(f"--tuned {path} was run on another setting ({', '.join(differs)}); tune the baseline on the IAKD "
@@ -102,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if sweep.get("status") != "complete" and not args.allow_incomplete:
         fail(f"{sweep_dir} has not finished its budget (status {sweep.get('status')!r}): resume it with "
              f"run_sweep.py --resume {args.sweep}, or pass --allow-incomplete")
-    if (sweep["args"].get("method") or "iakd") != "iakd":
-        fail(f"{sweep_dir} is a sweep of {sweep['args']['method']!r}; ablate an IAKD sweep and pass this one as "
+    if options(sweep).method != "iakd":
+        fail(f"{sweep_dir} is a sweep of {options(sweep).method!r}; ablate an IAKD sweep and pass this one as "
              f"--tuned {args.sweep}")
     try:
         best = json.loads((sweep_dir / "best_config.json").read_text())
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     base = {**best["config"], "threads": settings["cpus_per_trial"],
             "data_root": args.data_root or sweep["base_config"]["data_root"],
             "teacher_cache": args.teacher_cache or sweep["base_config"]["teacher_cache"]}
-    seeds = [int(sweep["seed"]) + SEED_OFFSET + i for i in range(args.seeds)]
+    seeds = [options(sweep).seed + SEED_OFFSET + i for i in range(args.seeds)]
     manifest = {"args": vars(args), "base_config": base, "preset": sweep.get("preset"), "seeds": seeds,
                 "arms": arms, "budget": len(arms) * len(seeds), "settings": settings,
                 "granularities": sweep["granularities"], "source_best": best, "address": args.address,

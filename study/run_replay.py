@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.manifest import options
 from iakd_core.console import OneLineParser, fail, positive_int
 
 
@@ -46,7 +47,7 @@ def check(run: Path) -> int:
         trials, epochs = pd.read_parquet(run / "trials.parquet"), pd.read_parquet(run / "epochs.parquet")
     except (OSError, ValueError) as err:
         fail(f"{run} is not a finished sweep folder ({err})")
-    if manifest.get("kind", "sweep") != "sweep" or manifest["args"].get("scheduler") not in ("asha", "promote"):
+    if manifest.get("kind", "sweep") != "sweep" or options(manifest).scheduler not in ("asha", "promote"):
         fail(f"{run} is not an ASHA or promoting sweep: nothing to check")
     table = check_recorded(trials, epochs, manifest)
     differ = table[table["recorded"] != table["replayed"]]

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from analysis.manifest import search_options
 from iakd_core.cli import check_output_dir, read_config_file
 from iakd_core.config import METHOD_NAMES, TrialConfig
 from iakd_core.console import OneLineParser, fail, non_negative_float, positive_int, unknown_preset
@@ -104,7 +105,7 @@ def resolve_setup(args: argparse.Namespace) -> tuple[dict[str, Any], list[int], 
         settings["concurrency"] = 1
     settings.setdefault("gpus_per_trial", 0)
     settings["grace_epochs"] = min(settings["grace_epochs"], settings["max_epochs"])
-    preset_scheduler = settings.pop("scheduler", "asha")  # (the run's scheduler is recorded once: in its args)
+    preset_scheduler = settings.pop("scheduler", "asha")  # (the run's scheduler is recorded once: in its options)
     args.scheduler = args.scheduler or preset_scheduler
     if conflict := asha_only_conflict(args, args.scheduler):
         fail(conflict)
@@ -192,10 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = out.resolve() / name
     if run_dir.exists():
         fail(f"{run_dir} already exists; choose another --name, or --resume it")
-    manifest = {"args": vars(args), "base_config": base, "preset": args.preset, "seed": args.seed,
-                "budget": budget, "settings": settings, "points": points, "granularities": granularities,
-                "storage": args.storage, "study_name": f"iakd-{name}", "address": args.address,
-                "name": name, "mlflow": args.mlflow}
+    manifest = {"args": vars(args), "options": search_options(args).record(), "base_config": base,
+                "preset": args.preset, "budget": budget, "settings": settings, "points": points,
+                "granularities": granularities, "storage": args.storage, "study_name": f"iakd-{name}",
+                "address": args.address, "name": name, "mlflow": args.mlflow}
     return launch(SWEEP, run_dir, manifest, args.address)
 
 

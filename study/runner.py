@@ -33,6 +33,8 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from analysis.manifest import VERSION as MANIFEST_VERSION
+from analysis.manifest import ManifestError, version
 from iakd_core import run_trial
 from iakd_core.config import TrialConfig
 from iakd_core.data import load_splits
@@ -264,7 +266,8 @@ def launch(kind: RunKind, run_dir: Path, manifest: dict[str, Any], address: str 
     start_ray(address, manifest["settings"])
     install_signal_handlers()
     run_dir.mkdir(parents=True)
-    manifest = {"kind": kind.name, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), **manifest,
+    manifest = {"kind": kind.name, "version": MANIFEST_VERSION, "command": " ".join([Path(sys.argv[0]).name,
+                                                                                   *sys.argv[1:]]), **manifest,
                 "started": now(), "status": "running", "sessions": [], **environment()}
     write_json(run_dir / "manifest.json", manifest)
     try:
@@ -309,6 +312,10 @@ def read_manifest(run_dir: Path, kind: str) -> dict[str, Any]:
         other = manifest.get("kind", "unknown")
         raise RunError(f"{run_dir} is not {article(kind)} {kind} run folder (its manifest says kind {other!r}); "
                        f"resume it with run_{other}.py --resume")
+    try:
+        version(manifest)
+    except ManifestError as err:
+        raise RunError(f"{run_dir}: {err}") from None
     manifest["base_config"] = with_added_keys(manifest.get("base_config", {}))
     return manifest
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import optuna
 
+from analysis.manifest import options
 from analysis.summaries import SWAPS, describe_config, trial_iterations
 from iakd_core.config import TrialConfig
 from iakd_core.console import display_path
@@ -67,7 +68,7 @@ def storage_url(run_dir: Path, manifest: dict[str, Any]) -> str:
 
 
 def objectives(manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
-    two = manifest["args"].get("objective") == "acc+cost"
+    two = options(manifest).objective == "acc+cost"
     return ([METRIC, COST], ["max", "min"]) if two else ([METRIC], ["max"])
 
 
@@ -82,7 +83,7 @@ def create_study(run_dir: Path, manifest: dict[str, Any], storage: Any = None) -
     cfg = manifest["base_config"]
     for key, value in {"preset": manifest["preset"], "dataset": cfg["dataset"], "teacher": cfg["teacher"],
                        "student": cfg["student"], "granularities": manifest["granularities"],
-                       "seed": manifest["seed"], "command": manifest["command"]}.items():
+                       "seed": options(manifest).seed, "command": manifest["command"]}.items():
         study.set_user_attr(key, value)
     return study
 
@@ -177,7 +178,7 @@ def open_study(run_dir: Path, manifest: dict[str, Any], records: dict[str, Trial
     building.unlink(missing_ok=True)
     storage = optuna.storages.RDBStorage(f"sqlite:///{building}")
     study = create_study(run_dir, manifest, storage)
-    space = SearchSpace(manifest["granularities"], manifest["args"]["search_optimizer"], sweep_method(manifest))
+    space = SearchSpace(manifest["granularities"], options(manifest).search_optimizer, sweep_method(manifest))
     metrics, _ = objectives(manifest)
     points = manifest.get("points") or [reference_point(sweep_method(manifest))]
     ended = 0
@@ -218,13 +219,14 @@ def failed_on_full_disk(run_dir: Path, number: int) -> bool:
 
 def bracket(manifest: dict[str, Any], number: int) -> int:
     """The scheduler bracket of trial ``number``: 1 in a hedged ASHA sweep's unpruned bracket, else 0."""
-    hedge = manifest["settings"].get("hedge") if manifest["args"].get("scheduler") == "asha" else None
-    return hedge_bracket(manifest["args"]["seed"], number, hedge) if hedge else 0
+    searched = options(manifest)
+    hedge = manifest["settings"].get("hedge") if searched.scheduler == "asha" else None
+    return hedge_bracket(searched.seed, number, hedge) if hedge else 0
 
 
 def sweep_method(manifest: dict[str, Any]) -> str:
     """The method a sweep searches (runs made before ``--method`` existed searched IAKD)."""
-    return manifest["args"].get("method") or "iakd"
+    return options(manifest).method
 
 
 def describe(config: dict[str, Any], method: str = "iakd") -> str:
@@ -240,7 +242,7 @@ class SweepKind:
         from ray import tune
         from ray.tune.search import ConcurrencyLimiter
 
-        args, settings = manifest["args"], manifest["settings"]
+        searched, settings = options(manifest), manifest["settings"]
         records = read_all(run_dir)
         study = open_study(run_dir, manifest, records)  # a session killed at any point leaves it consistent
         first = not study.get_trials(deepcopy=False)  # nothing asked yet: begin with --points or the reference
@@ -249,18 +251,18 @@ class SweepKind:
         finished = study.get_trials(deepcopy=False, states=FINISHED)
         method = sweep_method(manifest)
         search = FidelityAwareOptunaSearch(
-            space=SearchSpace(manifest["granularities"], args["search_optimizer"], method),
+            space=SearchSpace(manifest["granularities"], searched.search_optimizer, method),
             metric=metrics if len(metrics) > 1 else METRIC, mode=modes if len(modes) > 1 else modes[0],
             points_to_evaluate=(manifest.get("points") or [reference_point(method)]) if first else None,
-            sampler=make_sampler(args["sampler"], args["seed"] + len(manifest["sessions"])),
-            seed=args["seed"], storage=optuna.storages.RDBStorage(storage_url(run_dir, manifest)),
+            sampler=make_sampler(searched.sampler, searched.seed + len(manifest["sessions"])),
+            seed=searched.seed, storage=optuna.storages.RDBStorage(storage_url(run_dir, manifest)),
             study_name=manifest["study_name"], max_epochs=trial_iterations(settings), adopt=adopt,
             on_pruned=functools.partial(note_pruned, str(run_dir)),
             full_disk=functools.partial(failed_on_full_disk, run_dir))
         passed = {t.number: max(t.intermediate_values, default=0) for t in study.get_trials(deepcopy=False)
                   if t.number in adopt}  # re-run trials keep the rungs their interrupted attempts passed
-        scheduler = make_scheduler(args["scheduler"], settings, args["seed"], passed)
-        if args["scheduler"] in ("asha", "promote"):  # earlier sessions' trials in its bracket, as if it had seen them
+        scheduler = make_scheduler(searched.scheduler, settings, searched.seed, passed)
+        if searched.scheduler in ("asha", "promote"):  # earlier sessions' trials in its bracket, as if it had seen them
             preload_asha(scheduler, {str(t.number): [e[METRIC] for e in records[record_key(t.number)].epochs]
                                      for t in finished if record_key(t.number) in records
                                      and bracket(manifest, t.number) == 0})
@@ -274,7 +276,7 @@ class SweepKind:
         trainable = tune.with_resources(tune.with_parameters(sweep_trial, base=base, run_dir=str(run_dir),
                                                              short_epochs=settings.get("short_epochs")),
                                         trial_resources(settings))
-        limiter = ConcurrencyLimiter(search, max_concurrent=settings["concurrency"], batch=args["deterministic"])
+        limiter = ConcurrencyLimiter(search, max_concurrent=settings["concurrency"], batch=searched.deterministic)
         remaining = manifest["budget"] - len(finished)
         tune_config = tune.TuneConfig(search_alg=limiter, scheduler=scheduler, num_samples=remaining,
                                       max_concurrent_trials=settings["concurrency"], reuse_actors=True,
@@ -307,7 +309,7 @@ class SweepKind:
             return ["no COMPLETE trial yet: no best configuration"]
         best = complete.loc[complete["val_acc_last"].idxmax()]
         kept = student_file(run_dir, best["trial_id"])
-        if not manifest["args"].get("save_students"):  # only the best trial's student stays
+        if not options(manifest).save_students:  # only the best trial's student stays
             for path in kept.parent.glob("*.pt"):
                 if path != kept:
                     path.unlink(missing_ok=True)

@@ -22,3 +22,10 @@ def documented_trial_columns(kind: str) -> set[str]:
             continue
         columns |= set(re.findall(r"`([a-z_0-9]+)`", first))
     return columns
+
+
+def documented_manifest_keys() -> set[str]:
+    """Every name in backticks in the ``manifest.json`` section of docs/results.md (top-level keys and the names
+    inside them)."""
+    section = DOC.read_text().split("## `manifest.json`", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"`([a-z_0-9]+)`", section))

@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from contract import documented_trial_columns
+from contract import documented_manifest_keys, documented_trial_columns
+
+from analysis.manifest import FIELDS, options
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,12 +60,13 @@ def test_sweep_then_ablation_then_plots_then_report(tmp_path, teacher_cache):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     arms = set(manifest["arms"])
     assert arms == set(manifest["args"]["arms"].split(","))
+    assert set(manifest) == set(FIELDS["ablation"]) <= documented_manifest_keys()  # the contract, and its docs
     assert len(trials) == 2 * len(arms) and (trials["status"] == "COMPLETE").all() and trials["trial_id"].is_unique
     assert documented_trial_columns("ablation") <= set(trials.columns)  # the contract in docs/results.md
     assert trials.groupby("arm")["seed"].apply(sorted).map(tuple).nunique() == 1  # every arm on the same seeds
     saved = sorted(p.stem for p in (run_dir / "students").glob("*.pt"))  # every trial's last-epoch student
     assert saved == sorted(trials["trial_id"])
-    sweep_seed = json.loads((tmp_path / "s" / "manifest.json").read_text())["seed"]
+    sweep_seed = options(json.loads((tmp_path / "s" / "manifest.json").read_text())).seed
     assert sweep_seed not in set(trials["seed"])  # fresh seeds only
     assert trials["test_acc"].between(0, 100).all() and (trials["epochs"] == 3).all()
     no_swap = trials[trials["arm"] == "no_swap"]

@@ -16,7 +16,9 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from contract import documented_trial_columns
+from contract import documented_manifest_keys, documented_trial_columns
+
+from analysis.manifest import FIELDS, VERSION, options
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP = [sys.executable, str(ROOT / "study" / "run_sweep.py")]
@@ -73,6 +75,8 @@ def test_sweep_writes_the_result_files_with_their_columns(smoke_run):
     factors = manifest["runtime"]["factors"]  # what a re-run must share to repeat the bits (README)
     assert factors["threads"] == 1 and factors["cpu_capability"] and factors["torch"] and factors["precision"]
     assert manifest["teacher"]["factors"]["threads"] >= 1
+    assert set(manifest) == set(FIELDS["sweep"]) <= documented_manifest_keys()  # the contract, and its docs
+    assert manifest["version"] == VERSION and options(manifest).scheduler == "promote"  # the preset's default
     kd = trials[trials["kd_weight"] > 0]  # KD trials looked their targets up in the driver's table
     assert (kd["status"] == "COMPLETE").any()
     assert (kd.loc[kd["status"] == "COMPLETE", "kd_targets_source"] == "table").all()  # (pruned: no final)
