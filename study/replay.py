@@ -11,7 +11,10 @@ order, through a scheduler at a given concurrency, each epoch taking the seconds
 * ``promote`` (BOHB-style): every configuration first as a complete short run of ``short`` epochs; one whose final
   value clears the cut-off Ray's ASHA would apply (the (1 - 1/eta) quantile of the short runs finished before it,
   ``_Bracket.cutoff``'s rule; the first always passes) is promoted to a full run, which starts before any new
-  configuration.
+  configuration. With ``bracket=B`` (synchronous successive halving, as in Hyperband/BOHB; not yet a sweep
+  scheduler) the arrival order is cut into brackets of B configurations, and when the last short run of a bracket
+  finishes, the top ⌈B/rf⌉ of that bracket by short-run value are promoted: a rank over a whole bracket instead of
+  over the results that happen to be in, and a fixed share of full runs whatever the sampler proposes.
 
 ``check_recorded`` replays a recorded ASHA sweep from its own files (epochs ordered by their timestamps) and
 compares the stopping decisions with what Ray decided there.
@@ -45,22 +48,26 @@ class Candidate:
     rf: float = 3.0
     hedge: float = 0.0
     short: int = 0
+    bracket: int = 0
 
     @classmethod
     def parse(cls, spec: str) -> Candidate:
-        """``fifo``, ``asha:grace=2,rf=3``, ``asha:grace=2,rf=3,hedge=0.25``, ``promote:short=3,rf=3``."""
+        """``fifo``, ``asha:grace=2,rf=3``, ``asha:grace=2,rf=3,hedge=0.25``, ``promote:short=3,rf=3``,
+        ``promote:short=3,rf=3,bracket=16``."""
         kind, _, rest = spec.partition(":")
         if kind not in ("fifo", "asha", "promote"):
             raise ValueError(f"candidate {spec!r}: the kind must be fifo, asha or promote")
         values: dict[str, Any] = {}
         for item in filter(None, rest.split(",")):
             key, _, value = item.partition("=")
-            if key not in ("grace", "rf", "hedge", "short"):
-                raise ValueError(f"candidate {spec!r}: unknown setting {key!r} (grace, rf, hedge, short)")
+            if key not in ("grace", "rf", "hedge", "short", "bracket"):
+                raise ValueError(f"candidate {spec!r}: unknown setting {key!r} (grace, rf, hedge, short, bracket)")
             values[key] = float(value) if key in ("rf", "hedge") else int(value)
         candidate = cls(spec, kind, **values)
         if kind == "asha" and candidate.grace < 1 or kind == "promote" and candidate.short < 1:
             raise ValueError(f"candidate {spec!r}: asha needs grace=E, promote needs short=E")
+        if candidate.bracket and kind != "promote":
+            raise ValueError(f"candidate {spec!r}: bracket=B applies to promote only")
         return candidate
 
     def settings(self, max_epochs: int) -> dict[str, Any]:
@@ -172,7 +179,8 @@ def replay_stopping(candidate: Candidate, pool: Pool, order: list, concurrency: 
 
 
 def replay_promotion(candidate: Candidate, pool: Pool, order: list, concurrency: int = 2) -> Outcome:
-    """Complete short runs, the good ones promoted to full runs (promotions first, then new configurations)."""
+    """Complete short runs, the good ones promoted to full runs (promotions first, then new configurations):
+    against the running cut-off, or per bracket when ``candidate.bracket`` is set."""
     from .internals import asha_cutoff
 
     short, top = candidate.short, pool.max_epochs
@@ -183,6 +191,10 @@ def replay_promotion(candidate: Candidate, pool: Pool, order: list, concurrency:
     new, promoted = list(order)[::-1], []
     reached: dict[Any, int] = {}
     spent, seq, now = 0.0, 0, 0.0
+    size = candidate.bracket
+    bracket_of = {config: i // size for i, config in enumerate(order)} if size else {}
+    members = pd.Series(bracket_of).value_counts().to_dict() if size else {}
+    finished: dict[int, dict[Any, float]] = {}
 
     def start(at: float) -> None:
         nonlocal seq, spent
@@ -200,14 +212,21 @@ def replay_promotion(candidate: Candidate, pool: Pool, order: list, concurrency:
         now, _, config, kind = heapq.heappop(events)
         if kind == "short":
             value = float(pool.short[short][config])
-            bar = asha_cutoff(recorded, candidate.rf)  # Ray's rule: the (1 - 1/rf) quantile recorded so far
-            recorded[config] = value
             reached[config] = 0
-            if bar is None or value >= bar:
-                promoted.append(config)
+            if size:  # the bracket's last short run decides for the whole bracket
+                mine = finished.setdefault(bracket_of[config], {})
+                mine[config] = value
+                if len(mine) == members[bracket_of[config]]:
+                    ranked = sorted(mine, key=mine.__getitem__, reverse=True)  # stable: ties by arrival
+                    promoted.extend(ranked[:math.ceil(len(mine) / candidate.rf)])
+            else:
+                bar = asha_cutoff(recorded, candidate.rf)  # Ray's rule: the (1 - 1/rf) quantile recorded so far
+                recorded[config] = value
+                if bar is None or value >= bar:
+                    promoted.append(config)
         else:
             reached[config] = top
-        if promoted or new:
+        while len(events) < concurrency and (promoted or new):  # a finished bracket can free several at once
             start(now)
     return Outcome(reached, spent, now)
 

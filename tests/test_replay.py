@@ -58,6 +58,20 @@ def test_promotion_spends_short_runs_plus_full_runs_of_the_promoted():
     assert [c for c, e in backwards.reached.items() if e == TOP] == [order[-1]]  # nothing later clears it
 
 
+def test_bracket_promotion_keeps_a_fixed_share_whatever_the_order():
+    pool = Pool.from_curves(synthetic_curves(n=12))
+    order = list(pool.full.index)  # improving proposals: the running cut-off promotes every one of them
+    running = replay(Candidate.parse("promote:short=3,rf=3"), pool, order)
+    assert sum(e == TOP for e in running.reached.values()) == 12
+    for arrival in (order, order[::-1]):
+        out = replay(Candidate.parse("promote:short=3,rf=3,bracket=6"), pool, arrival)
+        full = sorted(c for c, e in out.reached.items() if e == TOP)
+        best_of = [sorted(arrival[i:i + 6], reverse=True)[:2] for i in (0, 6)]  # the top third of each bracket
+        assert full == sorted(best_of[0] + best_of[1]) and out.trial_epochs == 12 * 3 + 4 * TOP
+    with pytest.raises(ValueError, match="promote only"):
+        Candidate.parse("asha:grace=1,rf=3,bracket=8")
+
+
 def test_stopping_replay_trains_every_config_up_to_where_the_scheduler_stops_it():
     pool = Pool.from_curves(synthetic_curves(n=10))
     order = list(np.random.default_rng(1).permutation(pool.full.index))
