@@ -56,11 +56,11 @@ def numeric_params(t: pd.DataFrame) -> list[str]:
 CAPTIONS = {
     "best_so_far": "Best full-fidelity validation accuracy so far, by trial number (left) and wall time (right); "
                    "dots are COMPLETE trials, pruned and failed trials keep the best so far.",
-    "importance": "fANOVA importance of each searched parameter for validation accuracy (Optuna's "
-                  "FanovaImportanceEvaluator, seed 0, over the COMPLETE full-fidelity trials). fANOVA can assess "
-                  "only the parameters every one of those trials has; conditional ones (a schedule's p1, KD's "
-                  "temperature, ...) are named under the bars, not assessed. optuna-dashboard computes its own "
-                  "importance (its evaluator, every COMPLETE trial of the study), so its numbers can differ.",
+    "importance": "PED-ANOVA importance of each searched parameter for reaching the top 10 % of validation "
+                  "accuracy (Optuna's PedAnovaImportanceEvaluator over the COMPLETE full-fidelity trials; a "
+                  "conditional parameter such as a schedule's p1 or KD's temperature over the trials that have "
+                  "it, their number beside its bar: few trials, a noisy bar). The same evaluator, trials and "
+                  "parameters as optuna-dashboard's importance view, so the two show the same numbers.",
     "schedules_top": "Swap probability p(t) over training of the five best COMPLETE trials (legend: schedule and "
                      "validation accuracy).",
     "accuracy_vs_swap": "Validation accuracy of COMPLETE trials against the mean swap probability over training "
@@ -123,42 +123,51 @@ def best_so_far(run: Run, out: Path) -> list[Path]:
     return save(fig, out, "best_so_far")
 
 
-def param_importances(run: Run) -> tuple[dict[str, float], list[str]]:
-    """fANOVA importances for val accuracy from the run's Optuna study. Optuna's evaluators read COMPLETE trials
-    only, and the sweep marks a trial COMPLETE only at full fidelity (those the scheduler stopped are PRUNED), so early
-    values never count. In an ``acc+cost`` (two-objective) study, accuracy is the first objective. Returns the
-    importances and the searched parameters fANOVA could not assess (absent from some of those trials)."""
+def param_importances(run: Run) -> tuple[dict[str, float], list[str], dict[str, int]]:
+    """PED-ANOVA importances for val accuracy from the run's Optuna study, computed as optuna-dashboard (0.21)
+    computes its importance view: ``PedAnovaImportanceEvaluator`` with its defaults, the objective negated for a
+    maximised one (the evaluator favours low values), so report and dashboard agree. Optuna's evaluators read
+    COMPLETE trials only, and the sweep marks a trial COMPLETE only at full fidelity (those the scheduler stopped
+    are PRUNED), so early values never count. In an ``acc+cost`` (two-objective) study, accuracy is the first
+    objective. Returns the importances, the searched parameters it could not assess, and how many of those
+    trials have each parameter (a conditional one is assessed over those only)."""
     import optuna
 
     db = run.path / "optuna.db"
     if not db.exists():
-        return {}, []
+        return {}, [], {}
     study = optuna.load_study(study_name=run.manifest["study_name"], storage=f"sqlite:///{db}")
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(done) < 3:
-        return {}, []
+        return {}, [], {}
     searched = list(dict.fromkeys(name for t in done for name in t.params))
-    conditional = [name for name in searched if any(name not in t.params for t in done)]
-    target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
+    having = {name: sum(name in t.params for t in done) for name in searched}
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # (Optuna warns whenever a target is given to PED-ANOVA)
         try:
-            return optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target=target), conditional
+            imp = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                target=lambda t: sign * t.values[0])
         except (RuntimeError, ValueError):
-            return {}, conditional
+            return {}, searched, having
+    return imp, [name for name in searched if name not in imp], having
 
 
 def importance(run: Run, out: Path) -> list[Path]:
-    imp, conditional = param_importances(run)
+    imp, not_assessed, having = param_importances(run)
     if not imp:
         return []
     fig, ax = plt.subplots(figsize=(WIDTH, 0.4 * len(imp) + 1.4))
     sns.barplot(x=list(imp.values()), y=list(imp.keys()), ax=ax, color="C0")
     n = len(complete(run.trials))
-    xlabel = f"fANOVA importance ({n} COMPLETE full-fidelity trials)"
-    if conditional:
-        xlabel += f"\nnot assessed (conditional, absent from some trials): {', '.join(conditional)}"
+    for row, name in enumerate(imp):  # a conditional parameter's bar rests on fewer trials: say how many
+        if having.get(name, n) < n:
+            ax.annotate(f"{having[name]} of {n} trials", (imp[name], row), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize="small", color="0.35")
+    xlabel = f"PED-ANOVA importance for the top 10 % ({n} COMPLETE full-fidelity trials)"
+    if not_assessed:
+        xlabel += f"\nnot assessed: {', '.join(not_assessed)}"
     ax.set(xlabel=xlabel, ylabel="", title="Importance for val accuracy")
     return save(fig, out, "importance")
 

@@ -248,6 +248,13 @@ def search_line(options: SearchOptions) -> str:
     return line + "val accuracy (max)."
 
 
+def stopped_by(scheduler: str) -> str:
+    """What the sweep's PRUNED trials are, in words."""
+    if scheduler == "promote":
+        return "not promoted (stopped after their complete short run)"
+    return f"stopped early by {'ASHA' if scheduler == 'asha' else 'the ' + scheduler + ' scheduler'}"
+
+
 def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} %"
 
@@ -258,7 +265,7 @@ def sweep_section(run: Run, title: str, report_dir: Path, figures: Path, h: str 
     wall = f"{info['wall_seconds'] / 60:.1f} min" if info["wall_seconds"] else "n/a"
     out = [f"{h} {title}", "",
            f"Run `{run.name}`: budget {info['budget']}, {info['complete']} complete (full fidelity), "
-           f"{info['pruned']} stopped early by the {run.options.scheduler} scheduler, {info['failed']} failed; "
+           f"{info['pruned']} {stopped_by(run.options.scheduler)}, {info['failed']} failed; "
            f"sweep wall time {wall}. Teacher "
            f"{teacher.get('arch', '?')}: val {pct(teacher.get('val_acc'))}, test {pct(teacher.get('test_acc'))}"
            f"{' (outside weights: ' + teacher['source'] + ')' if teacher.get('source') else ''}.", "",
