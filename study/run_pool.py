@@ -6,12 +6,14 @@ trial schedulers on it, at no training cost.
 
     python study/run_pool.py                                  # laptop: 72 configurations, short runs of 3 and 5
     python study/run_pool.py --preset smoke --size 6 --short 1,2 --output-dir /tmp/pool
+    python study/run_pool.py --short 2,3,5                    # adds complete 2-epoch runs to the laptop pool
 
 Writes <output-dir>/<preset>/: configs.json (the points, drawn once by Optuna's RandomSampler), curves.csv (one
 row per trained epoch of every COMPLETE run: fidelity, config, epoch, val_acc, epoch_seconds), pool.json (the plan
 and each stage's seconds) and runs/e<E>/ (each fidelity is a real sweep: study/run_sweep.py --points configs.json,
 random sampler, FIFO). Re-running the same command continues where it stopped (finished stages are skipped, an
-interrupted one resumed); Ctrl-C or SIGTERM stops the running stage cleanly (exit 130).
+interrupted one resumed), and a --short list that adds fidelities to a pool's trains only those; Ctrl-C or SIGTERM
+stops the running stage cleanly (exit 130).
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ def fidelities(preset: str, short: str) -> list[int]:
         fail(f"--short {short!r}: each must be a distinct number of epochs from 1 to {full - 1} ({preset}'s full "
              f"fidelity is {full})")
     return [full, *sorted(rest)]
+
+
+def extends(recorded: list[int], asked: list[int]) -> bool:
+    """Whether ``asked`` keeps a pool's full fidelity and every short run it has, and adds short runs."""
+    return recorded[0] == asked[0] and set(recorded) <= set(asked)
 
 
 def draw_points(preset: str, size: int, seed: int) -> list[dict[str, Any]]:
@@ -114,10 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     pool_dir = out.resolve() / args.preset
     record_path = pool_dir / "pool.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {**plan, "stages": {}}
-    changed = [f"{k} {record.get(k)!r} (asked: {plan[k]!r})" for k in PLAN_KEYS if record.get(k) != plan[k]]
+    changed = [f"{k} {record.get(k)!r} (asked: {plan[k]!r})" for k in PLAN_KEYS if record.get(k) != plan[k]
+               and not (k == "fidelities" and extends(record[k], plan[k]))]
     if changed:
         fail(f"{pool_dir} holds a pool with other settings: {'; '.join(changed)}; re-run with those, or choose "
              "another --output-dir")
+    record["fidelities"] = plan["fidelities"]  # (a pool may grow by new short runs; what it has is kept)
     pool_dir.mkdir(parents=True, exist_ok=True)
     points_file = pool_dir / "configs.json"
     if not points_file.exists():

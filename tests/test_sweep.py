@@ -568,11 +568,17 @@ def test_pool_trains_the_same_points_at_every_fidelity_continues_and_replays(tmp
     again = run(pool)
     assert again.returncode == 0 and again.stdout.count("finished earlier, skipped") == 2, again.stdout
     pd.testing.assert_frame_equal(pd.read_csv(folder / "curves.csv"), curves)
+    grown = run([*pool[:-8], "--short", "1,2", *pool[-6:]])  # a new short fidelity: only it is trained
+    assert grown.returncode == 0 and grown.stdout.count("finished earlier, skipped") == 2, grown.stdout
+    more = pd.read_csv(folder / "curves.csv")
+    assert more.groupby("fidelity")["config"].nunique().to_dict() == {1: 3, 2: 3, 3: 3}
+    pd.testing.assert_frame_equal(more[more["fidelity"] != 2].reset_index(drop=True), curves.reset_index(drop=True))
     replay = run([sys.executable, str(ROOT / "study" / "run_replay.py"), str(folder), "--orders", "5",
                   "--candidates", "fifo", "asha:grace=1,rf=3", "promote:short=1,rf=3"])
     assert replay.returncode == 0, replay.stderr[-2000:]
     assert "promote:short=1,rf=3" in replay.stdout and "complete 1-epoch run" in replay.stdout
-    for args, message in ((["--size", "4"], "holds a pool with other settings"), (["--short", "3"], "from 1 to 2")):
+    for args, message in ((["--size", "4"], "holds a pool with other settings"), (["--short", "3"], "from 1 to 2"),
+                          (["--short", "2"], "holds a pool with other settings")):  # dropping a fidelity: no
         bad = run([*pool, *args])
         assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     outside = tmp_path / "outside.json"
