@@ -6,8 +6,8 @@ records its ``options`` through :func:`search_options`), and everyone who later 
 namespace, every option as given) stays in the manifest for the record, but nothing reads it: a renamed CLI flag
 changes what is recorded there, never what is read. Manifests written before ``version`` existed (version 1) are
 read from their ``args`` with the defaults of their day. ``FIELDS`` lists every key a finished run's manifest has,
-with what it means; ``docs/results.md`` describes each of them (both checked by ``tests/test_manifest.py`` against
-real runs and every committed manifest).
+with what it means; ``docs/results.md`` describes each of them (tests/test_manifest.py and the end-to-end tests
+check real runs against both; every committed manifest is checked to stay readable).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 
@@ -59,8 +60,9 @@ CAPTIONS = {
     "importance": "PED-ANOVA importance of each searched parameter for reaching the top 10 % of validation "
                   "accuracy (Optuna's PedAnovaImportanceEvaluator over the COMPLETE full-fidelity trials; a "
                   "conditional parameter such as a schedule's p1 or KD's temperature over the trials that have "
-                  "it, their number beside its bar: few trials, a noisy bar). The same evaluator, trials and "
-                  "parameters as optuna-dashboard's importance view, so the two show the same numbers.",
+                  "it, their number beside its bar). The top 10 % of a few dozen trials is a handful of them: "
+                  "read every bar as a hint, not a measurement. The same evaluator, trials and parameters as "
+                  "optuna-dashboard's importance view, so the two show the same numbers.",
     "schedules_top": "Swap probability p(t) over training of the five best COMPLETE trials (legend: schedule and "
                      "validation accuracy).",
     "accuracy_vs_swap": "Validation accuracy of COMPLETE trials against the mean swap probability over training "
@@ -123,23 +125,29 @@ def best_so_far(run: Run, out: Path) -> list[Path]:
     return save(fig, out, "best_so_far")
 
 
-def param_importances(run: Run) -> tuple[dict[str, float], list[str], dict[str, int]]:
+class Importances(NamedTuple):
+    values: dict[str, float]  # parameter -> importance (largest first)
+    not_assessed: list[str]  # searched parameters the evaluator could not assess
+    having: dict[str, int]  # parameter -> how many of the trials have it (conditional ones: fewer)
+    trials: int  # the COMPLETE full-fidelity trials it read
+
+
+def param_importances(run: Run) -> Importances:
     """PED-ANOVA importances for val accuracy from the run's Optuna study, computed as optuna-dashboard (0.21)
     computes its importance view: ``PedAnovaImportanceEvaluator`` with its defaults, the objective negated for a
     maximised one (the evaluator favours low values), so report and dashboard agree. Optuna's evaluators read
     COMPLETE trials only, and the sweep marks a trial COMPLETE only at full fidelity (those the scheduler stopped
     are PRUNED), so early values never count. In an ``acc+cost`` (two-objective) study, accuracy is the first
-    objective. Returns the importances, the searched parameters it could not assess, and how many of those
-    trials have each parameter (a conditional one is assessed over those only)."""
+    objective."""
     import optuna
 
     db = run.path / "optuna.db"
     if not db.exists():
-        return {}, [], {}
+        return Importances({}, [], {}, 0)
     study = optuna.load_study(study_name=run.manifest["study_name"], storage=f"sqlite:///{db}")
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(done) < 3:
-        return {}, [], {}
+        return Importances({}, [], {}, len(done))
     searched = list(dict.fromkeys(name for t in done for name in t.params))
     having = {name: sum(name in t.params for t in done) for name in searched}
     sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
@@ -150,24 +158,24 @@ def param_importances(run: Run) -> tuple[dict[str, float], list[str], dict[str, 
                 study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
                 target=lambda t: sign * t.values[0])
         except (RuntimeError, ValueError):
-            return {}, searched, having
-    return imp, [name for name in searched if name not in imp], having
+            return Importances({}, searched, having, len(done))
+    return Importances(imp, [name for name in searched if name not in imp], having, len(done))
 
 
 def importance(run: Run, out: Path) -> list[Path]:
-    imp, not_assessed, having = param_importances(run)
+    found = param_importances(run)
+    imp, having, n = found.values, found.having, found.trials
     if not imp:
         return []
     fig, ax = plt.subplots(figsize=(WIDTH, 0.4 * len(imp) + 1.4))
     sns.barplot(x=list(imp.values()), y=list(imp.keys()), ax=ax, color="C0")
-    n = len(complete(run.trials))
     for row, name in enumerate(imp):  # a conditional parameter's bar rests on fewer trials: say how many
         if having.get(name, n) < n:
             ax.annotate(f"{having[name]} of {n} trials", (imp[name], row), xytext=(4, 0),
                         textcoords="offset points", va="center", fontsize="small", color="0.35")
     xlabel = f"PED-ANOVA importance for the top 10 % ({n} COMPLETE full-fidelity trials)"
-    if not_assessed:
-        xlabel += f"\nnot assessed: {', '.join(not_assessed)}"
+    if found.not_assessed:
+        xlabel += f"\nnot assessed: {', '.join(found.not_assessed)}"
     ax.set(xlabel=xlabel, ylabel="", title="Importance for val accuracy")
     return save(fig, out, "importance")
 

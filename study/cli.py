@@ -139,6 +139,7 @@ def disk_full(err: BaseException | str | None) -> bool:
 def run_command(main: Callable[[], int]) -> int:
     """Run a command's ``main``: errors the user can fix -> one line and exit 2; Ctrl-C or SIGTERM before the
     runner installs its own handlers -> one line and exit 130."""
+    from analysis.manifest import ManifestError
     from iakd_core.config import ConfigError
     from iakd_core.data import DataUnavailableError
     from iakd_core.teacher import TeacherCacheError
@@ -157,7 +158,8 @@ def run_command(main: Callable[[], int]) -> int:
     sys.unraisablehook = quiet_if_interrupt
     try:
         return main()
-    except (ConfigError, DataUnavailableError, TeacherCacheError, IncompatiblePairError, RunError) as err:
+    except (ConfigError, DataUnavailableError, TeacherCacheError, IncompatiblePairError, RunError,
+            ManifestError) as err:
         fail(str(err))
     except KeyboardInterrupt:
         print("interrupted during start-up, before this session ran any trial", file=sys.stderr)

@@ -66,6 +66,8 @@ class Candidate:
         candidate = cls(spec, kind, **values)
         if kind == "asha" and candidate.grace < 1 or kind == "promote" and candidate.short < 1:
             raise ValueError(f"candidate {spec!r}: asha needs grace=E, promote needs short=E")
+        if candidate.bracket < 0:
+            raise ValueError(f"candidate {spec!r}: bracket=B needs B >= 1")
         if candidate.bracket and kind != "promote":
             raise ValueError(f"candidate {spec!r}: bracket=B applies to promote only")
         return candidate
@@ -192,7 +194,8 @@ def replay_promotion(candidate: Candidate, pool: Pool, order: list, concurrency:
     reached: dict[Any, int] = {}
     spent, seq, now = 0.0, 0, 0.0
     size = candidate.bracket
-    bracket_of = {config: i // size for i, config in enumerate(order)} if size else {}
+    arrival = {config: i for i, config in enumerate(order)}
+    bracket_of = {config: i // size for config, i in arrival.items()} if size else {}
     members = pd.Series(bracket_of).value_counts().to_dict() if size else {}
     finished: dict[int, dict[Any, float]] = {}
 
@@ -217,7 +220,7 @@ def replay_promotion(candidate: Candidate, pool: Pool, order: list, concurrency:
                 mine = finished.setdefault(bracket_of[config], {})
                 mine[config] = value
                 if len(mine) == members[bracket_of[config]]:
-                    ranked = sorted(mine, key=mine.__getitem__, reverse=True)  # stable: ties by arrival
+                    ranked = sorted(mine, key=lambda c: (-mine[c], arrival[c]))  # ties: the earlier arrival
                     promoted.extend(ranked[:math.ceil(len(mine) / candidate.rf)])
             else:
                 bar = asha_cutoff(recorded, candidate.rf)  # Ray's rule: the (1 - 1/rf) quantile recorded so far

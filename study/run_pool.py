@@ -12,8 +12,8 @@ Writes <output-dir>/<preset>/: configs.json (the points, drawn once by Optuna's 
 row per trained epoch of every COMPLETE run: fidelity, config, epoch, val_acc, epoch_seconds), pool.json (the plan
 and each stage's seconds) and runs/e<E>/ (each fidelity is a real sweep: study/run_sweep.py --points configs.json,
 random sampler, FIFO). Re-running the same command continues where it stopped (finished stages are skipped, an
-interrupted one resumed), and a --short list that adds fidelities to a pool's trains only those; Ctrl-C or SIGTERM
-stops the running stage cleanly (exit 130).
+interrupted one resumed); a --short list with runs the pool lacks trains only those, and the pool keeps (and its
+curves.csv lists) every fidelity it has; Ctrl-C or SIGTERM stops the running stage cleanly (exit 130).
 """
 
 from __future__ import annotations
@@ -61,11 +61,6 @@ def fidelities(preset: str, short: str) -> list[int]:
         fail(f"--short {short!r}: each must be a distinct number of epochs from 1 to {full - 1} ({preset}'s full "
              f"fidelity is {full})")
     return [full, *sorted(rest)]
-
-
-def extends(recorded: list[int], asked: list[int]) -> bool:
-    """Whether ``asked`` keeps a pool's full fidelity and every short run it has, and adds short runs."""
-    return recorded[0] == asked[0] and set(recorded) <= set(asked)
 
 
 def draw_points(preset: str, size: int, seed: int) -> list[dict[str, Any]]:
@@ -122,11 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     record_path = pool_dir / "pool.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {**plan, "stages": {}}
     changed = [f"{k} {record.get(k)!r} (asked: {plan[k]!r})" for k in PLAN_KEYS if record.get(k) != plan[k]
-               and not (k == "fidelities" and extends(record[k], plan[k]))]
+               and not (k == "fidelities" and record[k][0] == plan[k][0])]  # same full fidelity: short runs add
     if changed:
         fail(f"{pool_dir} holds a pool with other settings: {'; '.join(changed)}; re-run with those, or choose "
              "another --output-dir")
-    record["fidelities"] = plan["fidelities"]  # (a pool may grow by new short runs; what it has is kept)
+    has = record["fidelities"]  # a pool grows by new short runs and keeps what it has (curves: all of them)
+    record["fidelities"] = [has[0], *sorted(set(has[1:]) | set(plan["fidelities"][1:]))]
     pool_dir.mkdir(parents=True, exist_ok=True)
     points_file = pool_dir / "configs.json"
     if not points_file.exists():
@@ -161,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             why = "interrupted" if code in (0, 130) or forwarder.interrupted else f"failed (exit {code})"
             print(f"{head}: {why}; re-run the same command to continue", file=sys.stderr, flush=True)
             return 130 if why == "interrupted" else code
-    table = curves(pool_dir, plan)
+    done = [f for f in record["fidelities"] if record["stages"].get(f"e{f}", {}).get("status") == "complete"]
+    table = curves(pool_dir, {**record, "fidelities": done})  # (a growth stopped half-way is left out)
     table.to_csv(pool_dir / "curves.csv", index=False, float_format="%.4f")
     spent = fmt_seconds(sum(s["seconds"] for s in record["stages"].values()))
     print(f"pool done: {table.groupby('fidelity')['config'].nunique().to_dict()} configurations per fidelity in "

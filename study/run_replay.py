@@ -11,7 +11,7 @@ kept (the configuration the sweep would select is among the order's final top 3)
 reached full fidelity (top3_share) and whether all three did (top3_all), the selected configuration's final
 accuracy and regret, and trial-epochs and simulated wall time as ratios to FIFO's; then how well each cheaper
 measurement ranks the pool. --out writes the table as CSV.
-Candidate specs: fifo | asha:grace=E,rf=R[,hedge=S] | promote:short=E,rf=R.
+Candidate specs: fifo | asha:grace=E,rf=R[,hedge=S] | promote:short=E,rf=R[,bracket=B].
 """
 
 from __future__ import annotations

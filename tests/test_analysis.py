@@ -193,9 +193,10 @@ def test_importance_uses_only_complete_full_fidelity_trials(tmp_path):
         study.add_trial(optuna.trial.create_trial(params={"a": a, "b": b}, distributions=dist, value=None,
                                                   state=optuna.trial.TrialState.PRUNED,
                                                   intermediate_values={1: 100 * b}))
-    imp, not_assessed, having = param_importances(load_run(folder))
-    assert imp["a"] > 0.8 > imp["b"] and not not_assessed  # b decides PRUNED values only: not counted
-    assert having == {"a": 12, "b": 12, "c": 6}
+    found = param_importances(load_run(folder))
+    imp = found.values
+    assert imp["a"] > 0.8 > imp["b"] and not found.not_assessed  # b decides PRUNED values only: not counted
+    assert found.having == {"a": 12, "b": 12, "c": 6} and found.trials == 12
     assert "c" in imp and imp["c"] < 0.1  # conditional, assessed over the trials that have it (constant: no effect)
     paths = importance(load_run(folder), tmp_path / "fig")
     assert paths and paths[0].exists()
@@ -215,7 +216,7 @@ def test_importance_in_a_two_objective_study_is_for_accuracy(tmp_path):
         a, b = rng.uniform(), rng.uniform()
         study.add_trial(optuna.trial.create_trial(params={"a": a, "b": b}, distributions=dist,
                                                   values=[10 * a, 100 * b]))
-    imp, _, _ = param_importances(load_run(folder))
+    imp = param_importances(load_run(folder)).values
     assert imp["a"] > 0.8 > imp["b"]
 
 

@@ -102,7 +102,7 @@ def test_hedge_bracket_is_seeded_by_trial_number_and_its_trials_are_never_stoppe
 def test_candidate_specs_and_fidelity_ranks():
     assert Candidate.parse("asha:grace=5,rf=2,hedge=0.25").settings(15) == {
         "max_epochs": 15, "grace_epochs": 5, "reduction_factor": 2.0, "hedge": 0.25}
-    for bad in ("hyperband", "asha:rf=3", "promote:grace=2", "asha:grace=2,eta=3"):
+    for bad in ("hyperband", "asha:rf=3", "promote:grace=2", "asha:grace=2,eta=3", "promote:short=3,bracket=-1"):
         with pytest.raises(ValueError):
             Candidate.parse(bad)
     ranks = fidelity_ranks(Pool.from_curves(synthetic_curves(inverted=True))).set_index("measurement")
