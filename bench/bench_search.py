@@ -42,6 +42,13 @@ BASELINE = "random+fifo"
 GOAL_DELTA, GOAL_RATIO = -0.2, 0.6
 
 
+# The schedulers under test, as run_sweep.py options: promote = the synchronous brackets (every preset's default);
+# promote-running = promotion against Ray's running cut-off (the first promoting default, rows before 2026-12-03).
+SCHEDULER_OPTIONS = {"fifo": ["--scheduler", "fifo"], "asha": ["--scheduler", "asha"],
+                     "promote": ["--scheduler", "promote"],
+                     "promote-running": ["--scheduler", "promote", "--bracket", "0"]}
+
+
 def strategies(pruned_check: bool, scheduler: str = "default") -> list[tuple[str, str]]:
     """(sampler, scheduler) pairs; scheduler "default" = the preset's, passed as no option at all."""
     out = [("tpe", scheduler), ("random", "fifo"), ("random", scheduler), ("tpe", "fifo")]
@@ -68,7 +75,7 @@ def sweep(args, sampler: str, scheduler: str, seed: int, name: str) -> Path:
     if folder.exists():
         run([str(ROOT / "study" / "run_sweep.py"), "--resume", str(folder)])
     else:
-        extra = [] if scheduler == "default" else ["--scheduler", scheduler]  # (promote: --short-epochs default)
+        extra = [] if scheduler == "default" else SCHEDULER_OPTIONS[scheduler]  # (promote: the preset's settings)
         run([str(ROOT / "study" / "run_sweep.py"), "--preset", args.preset, "--budget", str(args.budget), "--seed",
              str(seed), "--sampler", sampler, *extra, "--output-dir", str(args.output_dir), "--name", name])
     return folder
@@ -93,7 +100,8 @@ def scheduler_label(manifest: dict) -> str:
     if options(manifest).scheduler == "fifo":
         return "fifo"
     if s.get("short_epochs"):
-        return f"promote:short={s['short_epochs']},rf={s['reduction_factor']:g}"
+        bracket = f",bracket={s['bracket']}" if s.get("bracket") else ""
+        return f"promote:short={s['short_epochs']},rf={s['reduction_factor']:g}{bracket}"
     hedge = f",hedge={s['hedge']}" if s.get("hedge") else ""
     return f"asha:grace={s['grace_epochs']},rf={s['reduction_factor']:g}{hedge}"
 
@@ -201,7 +209,7 @@ def main() -> int:
     p.add_argument("--seeds", type=positive_int, default=5, help="sweep seeds 0..N-1 (default 5)")
     p.add_argument("--fresh-seeds", type=positive_int, default=3, help="re-runs of each selection (default 3)")
     p.add_argument("--pruned-check", action="store_true", help="also TPE told nothing about PRUNED trials")
-    p.add_argument("--scheduler", choices=("default", "promote", "asha"), default="default",
+    p.add_argument("--scheduler", choices=("default", *SCHEDULER_OPTIONS), default="default",
                    help="the scheduler under test against FIFO (default: the preset's)")
     p.add_argument("--output-dir", type=Path, default=ROOT / "results" / "bench" / "search",
                    help="folder of the sweeps and re-runs (default results/bench/search); reused")

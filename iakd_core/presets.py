@@ -28,8 +28,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "description": "seconds: 600 Fashion-MNIST images at 14x14, resnet26 -> resnet14, 3 epochs (tests)",
         "config": {**_LAPTOP_DATA, "train_size": 600, "val_size": 300, "teacher": "resnet26", "student": "resnet14",
                    "epochs": 3, "teacher_epochs": 3, "batch_size": 64, "lr": 0.05, "threads": 1},
-        "sweep": {"scheduler": "promote", "short_epochs": 1, "max_epochs": 3, "grace_epochs": 1, "reduction_factor": 3,
-                  "concurrency": 2, "cpus_per_trial": 1},
+        "sweep": {"scheduler": "promote", "short_epochs": 1, "bracket": 32, "max_epochs": 3, "grace_epochs": 1,
+                  "reduction_factor": 3, "concurrency": 2, "cpus_per_trial": 1},
     },
     # Chosen for sensitivity at laptop cost (probes on 2 cores, 2026-12-01, bf16 autocast on an AVX512-BF16 CPU;
     # seeds 1000-1002): with the teacher on the student's 8000 images (88.0 % test) KD - student was +1.47 / +1.22
@@ -42,8 +42,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "config": {**_LAPTOP_DATA, "train_size": 8000, "val_size": 2000, "teacher": "resnet26",
                    "student": "resnet14", "epochs": 15, "teacher_epochs": 30, "teacher_train_size": 24000,
                    "batch_size": 64, "lr": 0.05, "lr_schedule": "cosine", "threads": 1},
-        "sweep": {"scheduler": "promote", "short_epochs": 3, "max_epochs": 15, "grace_epochs": 2, "reduction_factor": 3,
-                  "concurrency": 2, "cpus_per_trial": 1},
+        "sweep": {"scheduler": "promote", "short_epochs": 3, "bracket": 32, "max_epochs": 15, "grace_epochs": 2,
+                  "reduction_factor": 3, "concurrency": 2, "cpus_per_trial": 1},
     },
 }
 
@@ -74,7 +74,7 @@ for _dataset in ("cifar100", "cifar10"):
                        "batch_size": 64, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
                        "lr_schedule": "multistep", "lr_milestones": (150 / 240, 180 / 240, 210 / 240),
                        "lr_gamma": 0.1, "kd_temperature": 4.0},
-            "sweep": {"scheduler": "promote", "short_epochs": 48, "max_epochs": 240, "grace_epochs": 30,
+            "sweep": {"scheduler": "promote", "short_epochs": 48, "bracket": 32, "max_epochs": 240, "grace_epochs": 30,
                       "reduction_factor": 2, "concurrency": 4,
                       "cpus_per_trial": 4, "gpus_per_trial": 0.5},
         }

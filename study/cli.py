@@ -15,10 +15,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from iakd_core.console import fail, non_negative_float, positive_int
+from iakd_core.console import fail, non_negative_float, non_negative_int, positive_int
 
 MLFLOW_DEFAULT = "mlflow.db"  # --mlflow without a URI: a SQLite store in the run folder (resolved per session)
-SEARCH_OPTIONS = ("sampler", "scheduler", "grace_epochs", "reduction_factor", "hedge", "short_epochs", "concurrency")
+SEARCH_OPTIONS = ("sampler", "scheduler", "grace_epochs", "reduction_factor", "hedge", "short_epochs", "bracket",
+                  "concurrency")
 
 
 def share(text: str) -> float:
@@ -57,12 +58,19 @@ def add_search_options(p: argparse.ArgumentParser, study: bool = False) -> None:
     p.add_argument("--short-epochs", type=positive_int, default=None,
                    help="promote: epochs of each configuration's complete short run (preset's default: a fifth of "
                    "the full run, 3 on laptop)")
+    p.add_argument("--bracket", type=non_negative_int, default=None, metavar="N",
+                   help="promote: configurations per synchronous bracket, whose top 1/reduction-factor by short run "
+                   "are promoted when its last short run is in (preset's default 32, at most half the budget); 0: "
+                   "promote against Ray's running cut-off instead (ASHA with one rung)")
     p.add_argument("--concurrency", type=positive_int, help="trials at once (preset's default; 1 in "
                    "--deterministic mode)" if not study else "trials at once in every stage (preset's default)")
 
 
 def asha_only_conflict(args: argparse.Namespace, scheduler: str) -> str | None:
     """The one-line error when ASHA-only options are set for a sweep whose scheduler is not ASHA, else None."""
+    if getattr(args, "bracket", None) is not None and scheduler != "promote":
+        return (f"--bracket is for --scheduler promote, but the sweep's scheduler is {scheduler}; add --scheduler "
+                "promote")
     named = [f"--{k.replace('_', '-')}" for k in ("grace_epochs", "hedge") if getattr(args, k, None) is not None]
     if not named or scheduler == "asha":
         return None

@@ -95,7 +95,8 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         if INTERRUPTED.is_set():  # stopped by the interruption, not by ASHA: leave it RUNNING for --resume
             return
         ot_trial = self._ot_trials[trial_id]
-        epochs = (result or {}).get("training_iteration", 0)
+        # ("epoch": the trial's iteration, also when a promotion's Tune trial continues an earlier one's record)
+        epochs = (result or {}).get("epoch", (result or {}).get("training_iteration", 0))
         ot_trial.set_user_attr("epochs", epochs)
         for key, name in TRIAL_ATTRS.items():  # what optuna-dashboard shows beside each trial
             value = (result or {}).get(key)
@@ -122,6 +123,111 @@ class FidelityAwareOptunaSearch(OptunaSearch):
                 values = result[self.metric] if single else [result[m] for m in self.metric]
                 self._ot_study.tell(ot_trial, values)
         self._completed_trials.add(trial_id)
+
+
+class BracketPromotionSearch(FidelityAwareOptunaSearch):
+    """Synchronous promotion per bracket (successive halving with one rung, as in Hyperband / BOHB brackets), run
+    by the searcher under a FIFO scheduler: one Optuna trial is one or two Tune trials.
+
+    * Optuna numbers ``b*size .. (b+1)*size - 1`` form bracket ``b`` (``schedulers.bracket_members``). A new
+      proposal is a *short* Tune trial (config ``phase: short``): the complete ``short``-epoch run, after which the
+      Optuna trial stays RUNNING, its curve reported.
+    * When the last short run of a bracket is in, ``schedulers.bracket_winners`` ranks it: the losers are told
+      PRUNED (their curve is the complete short run), the winners queued; ``suggest`` hands queued winners out
+      before new proposals as *full* Tune trials (``phase: full``, same ``trial_number`` and parameters), which
+      report iterations short+1 .. short+full (``epoch``) and end the Optuna trial COMPLETE.
+    * ``values`` (trial number -> short-run value, None for a short run that failed) and ``rerun`` (RUNNING trials
+      whose short run did not finish) come from the trial records, so a resumed session re-decides every complete
+      bracket exactly as before (a loser not yet told is told now, a winner without its full run is queued) and
+      re-runs unfinished short runs under their own numbers. ``proposals``: how many new trials it may still ask.
+    * ``suggest`` returns None while a pending short run may still complete a bracket, and ``FINISHED`` when
+      nothing is left to hand out (Tune's ``num_samples`` is only an upper bound).
+    """
+
+    def __init__(self, *args: Any, short: int, size: int, reduction_factor: float, budget: int,
+                 values: dict[int, float | None], rerun: list[int], proposals: int, **kwargs: Any) -> None:
+        super().__init__(*args, adopt=rerun, **kwargs)
+        self.short, self.size, self.rf, self.budget = short, size, reduction_factor, budget
+        self.values = dict(values)
+        self.proposals = proposals
+        self.queue: list[int] = []
+        self.decided: set[int] = set()
+        self.phase: dict[str, str] = {}
+        self.short_running: set[str] = set()
+        for bracket in sorted({n // size for n in self.values}):
+            self._decide(bracket)
+
+    def _decide(self, bracket: int) -> None:
+        from .schedulers import bracket_members, bracket_winners
+
+        members = bracket_members(bracket, self.size, self.budget)
+        if bracket in self.decided or any(n not in self.values for n in members):
+            return
+        self.decided.add(bracket)
+        ran = {n: v for n in members if (v := self.values[n]) is not None}
+        winners = bracket_winners(ran, self.rf)
+        running = {t.number for t in self._ot_study.get_trials(deepcopy=False,
+                                                                states=(optuna.trial.TrialState.RUNNING,))}
+        for number in sorted(set(ran) - set(winners)):
+            if number in running:
+                trial_by_number(self._ot_study, number).set_user_attr("epochs", self.short)
+                if self.on_pruned is not None:
+                    try:
+                        self.on_pruned(number, self.short)
+                    except OSError:  # the note is a convenience for rebuilding; PRUNED is told regardless
+                        pass
+                self._ot_study.tell(number, state=optuna.trial.TrialState.PRUNED)
+        self.queue.extend(n for n in winners if n in running)
+
+    def suggest(self, trial_id: str):
+        short_id = None
+        if self.queue:  # a decided bracket's winner: its full run
+            self._ot_trials[trial_id] = trial_by_number(self._ot_study, self.queue.pop(0))
+            short_id = self._ot_trials[trial_id].user_attrs.get("tune_trial_id")
+            phase = "full"
+        elif self.adopt or self.proposals > 0:  # a short run: re-run, else new
+            phase = "short"
+        else:  # nothing to hand out unless a short run still to come in completes its bracket
+            return None if self.short_running else self.FINISHED
+        new = phase == "short" and not self.adopt
+        params = super().suggest(trial_id)
+        if params is None:
+            return None
+        if phase == "full":  # the trial's id stays its short run's (the tables' tune_trial_id); the full run's apart
+            self._ot_trials[trial_id].set_user_attr("tune_trial_id_full", trial_id)
+            if short_id is not None:
+                self._ot_trials[trial_id].set_user_attr("tune_trial_id", short_id)
+        self.proposals -= new
+        self.phase[trial_id] = phase
+        if phase == "short":
+            self.short_running.add(trial_id)
+        return {**params, "phase": phase}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self._ot_trials or isinstance(self.metric, list):
+            return
+        with warnings.catch_warnings():  # a re-run reports the steps its interrupted attempt had (same values)
+            warnings.simplefilter("ignore")
+            step = int(result.get("epoch", result["training_iteration"]))  # (a promotion continues its short run)
+            self._ot_trials[trial_id].report(result[self.metric], step)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if self.phase.get(trial_id) != "short" or trial_id in self._completed_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        self.short_running.discard(trial_id)
+        if INTERRUPTED.is_set():  # cut short by the interruption: re-run by the next session
+            return
+        number = self._ot_trials[trial_id].number
+        if error:
+            super().on_trial_complete(trial_id, result, error)  # FAIL
+            self.values[number] = None
+        else:
+            from .schedulers import METRIC
+
+            self.values[number] = float(result[METRIC])
+            self.on_trial_result(trial_id, result)  # (the last result, in case Tune passed it here only)
+            self._completed_trials.add(trial_id)  # the Tune trial ended; its Optuna trial waits for its bracket
+        self._decide(number // self.size)
 
 
 class _StudyWithoutPruned:

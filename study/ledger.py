@@ -27,6 +27,10 @@ class TrialRecord:
     params: dict[str, Any] | None = None
     pruned: int | None = None  # the epoch at which the scheduler stopped it
 
+    def with_epochs(self, n: int) -> TrialRecord:
+        """The record as it stood after its first ``n`` epochs."""
+        return TrialRecord(self.epochs[:n], None, None, self.params, None)
+
     @property
     def finished(self) -> bool:
         """Trained to the end (``final``) or failed (``error``): nothing left to run."""
@@ -34,14 +38,21 @@ class TrialRecord:
 
 
 class Recorder:
-    """Writes one trial's record; starting it again (a re-run) starts the record afresh."""
+    """Writes one trial's record; starting it again (a re-run) starts the record afresh, except for its first
+    ``keep_epochs`` epochs (a promotion's full run continues the record of its complete short run)."""
 
-    def __init__(self, run_dir: str | Path, key: str, params: dict[str, Any] | None = None) -> None:
+    def __init__(self, run_dir: str | Path, key: str, params: dict[str, Any] | None = None,
+                 keep_epochs: int = 0) -> None:
         self.path = record_path(run_dir, key)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = read(self.path).epochs[:keep_epochs] if keep_epochs and self.path.exists() else []
+        if len(kept) < keep_epochs:
+            raise ValueError(f"{self.path} holds {len(kept)} of the {keep_epochs} epochs its continuation needs")
         self.path.write_text("")
         if params is not None:
             self._write("params", {"values": params})
+        for metrics in kept:
+            self.epoch(metrics)
 
     def _write(self, kind: str, values: dict[str, Any]) -> None:
         with open(self.path, "a") as f:

@@ -45,16 +45,23 @@ class Progress(tune.Callback):
             running = sum(t.status == "RUNNING" for t in trials)
             print(self.line(running), file=sys.stderr, flush=True)
 
+    def ended(self, pruned: bool = False) -> None:
+        """A trial ended outside Tune's view of it (a synchronous bracket's loser, told by the searcher)."""
+        self.counts["done"] += 1
+        self.counts["pruned"] += pruned
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if self.metric in result and result.get("training_iteration", 0) >= self.max_epochs and (
+        epoch = result.get("epoch", result.get("training_iteration", 0))  # (a promotion continues its short run)
+        if self.metric in result and epoch >= self.max_epochs and (
                 self.best is None or result[self.metric] > self.best[0]):
             self.best = (result[self.metric], self.label(trial.config))
         self._print(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.counts["done"] += 1
-        epochs = (trial.last_result or {}).get("training_iteration", 0)
-        self.counts["pruned"] += epochs < self.max_epochs
+        if (trial.config or {}).get("phase") != "short":  # a bracket's short run: its bracket decides (ended)
+            self.counts["done"] += 1
+            last = trial.last_result or {}
+            self.counts["pruned"] += last.get("epoch", last.get("training_iteration", 0)) < self.max_epochs
         self._print([t for t in trials if t is not trial], force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):

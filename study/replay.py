@@ -11,10 +11,11 @@ order, through a scheduler at a given concurrency, each epoch taking the seconds
 * ``promote`` (BOHB-style): every configuration first as a complete short run of ``short`` epochs; one whose final
   value clears the cut-off Ray's ASHA would apply (the (1 - 1/eta) quantile of the short runs finished before it,
   ``_Bracket.cutoff``'s rule; the first always passes) is promoted to a full run, which starts before any new
-  configuration. With ``bracket=B`` (synchronous successive halving, as in Hyperband/BOHB; not yet a sweep
-  scheduler) the arrival order is cut into brackets of B configurations, and when the last short run of a bracket
-  finishes, the top ⌈B/rf⌉ of that bracket by short-run value are promoted: a rank over a whole bracket instead of
-  over the results that happen to be in, and a fixed share of full runs whatever the sampler proposes.
+  configuration. With ``bracket=B`` (synchronous successive halving, as in Hyperband/BOHB; the sweep's
+  default, ``schedulers.bracket_winners``) the arrival order is cut into brackets of B configurations, and when
+  the last short run of a bracket finishes, the top ⌈B/rf⌉ of that bracket by short-run value are promoted: a rank
+  over a whole bracket instead of over the results that happen to be in, and a fixed share of full runs whatever
+  the sampler proposes.
 
 ``check_recorded`` replays a recorded ASHA sweep from its own files (epochs ordered by their timestamps) and
 compares the stopping decisions with what Ray decided there.
@@ -35,7 +36,7 @@ import pandas as pd
 from analysis.manifest import options
 from analysis.summaries import trial_iterations
 
-from .schedulers import METRIC, make_scheduler
+from .schedulers import METRIC, bracket_members, bracket_winners, make_scheduler, synchronous
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,12 @@ class Candidate:
                 "reduction_factor": self.rf, "hedge": self.hedge}
 
 
-# What run_replay.py compares by default: today's ASHA, later first rungs, gentler reduction, hedges, promotions.
+# What run_replay.py compares by default: the first ASHA default, later first rungs, gentler reduction, hedges,
+# promotion against the running cut-off and per synchronous bracket (the sweep's default).
 DEFAULT_CANDIDATES = ("fifo", "asha:grace=2,rf=3", "asha:grace=4,rf=3", "asha:grace=5,rf=3", "asha:grace=6,rf=3",
                       "asha:grace=5,rf=2", "asha:grace=2,rf=3,hedge=0.25", "asha:grace=5,rf=3,hedge=0.25",
-                      "promote:short=3,rf=3", "promote:short=5,rf=3", "promote:short=5,rf=2")
+                      "promote:short=3,rf=3", "promote:short=5,rf=3", "promote:short=5,rf=2",
+                      "promote:short=3,rf=3,bracket=16", "promote:short=3,rf=3,bracket=32")
 
 
 @dataclass
@@ -220,8 +223,8 @@ def replay_promotion(candidate: Candidate, pool: Pool, order: list, concurrency:
                 mine = finished.setdefault(bracket_of[config], {})
                 mine[config] = value
                 if len(mine) == members[bracket_of[config]]:
-                    ranked = sorted(mine, key=lambda c: (-mine[c], arrival[c]))  # ties: the earlier arrival
-                    promoted.extend(ranked[:math.ceil(len(mine) / candidate.rf)])
+                    by_arrival = {arrival[c]: v for c, v in mine.items()}  # the sweep's rule, trial numbers
+                    promoted.extend(order[i] for i in bracket_winners(by_arrival, candidate.rf))
             else:
                 bar = asha_cutoff(recorded, candidate.rf)  # Ray's rule: the (1 - 1/rf) quantile recorded so far
                 recorded[config] = value
@@ -281,6 +284,8 @@ def check_recorded(trials: pd.DataFrame, epochs: pd.DataFrame, manifest: dict[st
     from ray.tune.schedulers import TrialScheduler
 
     searched, settings = options(manifest), manifest["settings"]
+    if synchronous(searched.scheduler, settings):
+        return check_brackets(trials, epochs, manifest)
     scheduler = make_scheduler(searched.scheduler, settings, searched.seed)
     number = trials.set_index("trial_id")["trial_number"]
     stopped: dict[str, int] = {}
@@ -302,6 +307,31 @@ def check_recorded(trials: pd.DataFrame, epochs: pd.DataFrame, manifest: dict[st
     ended = trials.loc[trials["status"].isin(["COMPLETE", "PRUNED"]), "trial_id"]  # not by an error or a kill
     recorded = epochs[epochs["trial_id"].isin(ended)].groupby("trial_id")["epoch"].max()
     return pd.DataFrame({"recorded": recorded, "replayed": pd.Series(stopped).reindex(recorded.index)}
+                        ).rename_axis("trial_id")
+
+
+def check_brackets(trials: pd.DataFrame, epochs: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+    """``check_recorded`` for synchronous brackets: each complete bracket decided again from its trials' short-run
+    values (``bracket_winners``; a failed short run is no candidate). Rows as ``check_recorded``'s: the iterations
+    a trial trained (recorded) and the ones the rule gives it (replayed: the short run, or short + full)."""
+    settings = manifest["settings"]
+    short, size, budget = settings["short_epochs"], settings["bracket"], manifest["budget"]
+    number = trials.set_index("trial_id")["trial_number"]
+    failed = set(trials.loc[trials["status"] == "ERROR", "trial_number"])
+    first = epochs[(epochs["fidelity"] == short) & (epochs["run_epoch"] == short) & (epochs["epoch"] == short)]
+    values = first.assign(number=first["trial_id"].map(number)).set_index("number")["val_acc"]
+    replayed: dict[str, int] = {}
+    for b in range(math.ceil(budget / size)):
+        members = bracket_members(b, size, budget)
+        ran = {n: float(values[n]) for n in members if n in values.index}
+        if any(n not in ran and n not in failed for n in members):
+            continue  # not decided yet (a short run still to come)
+        winners = set(bracket_winners(ran, settings["reduction_factor"]))
+        for key, n in number[number.isin(list(ran))].items():
+            replayed[key] = trial_iterations(settings) if n in winners else short
+    ended = trials.loc[trials["status"].isin(["COMPLETE", "PRUNED"]), "trial_id"]
+    recorded = epochs[epochs["trial_id"].isin(ended)].groupby("trial_id")["epoch"].max()
+    return pd.DataFrame({"recorded": recorded, "replayed": pd.Series(replayed, dtype=float).reindex(recorded.index)}
                         ).rename_axis("trial_id")
 
 

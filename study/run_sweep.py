@@ -97,7 +97,7 @@ def resolve_setup(args: argparse.Namespace) -> tuple[dict[str, Any], list[int], 
     if args.preset not in PRESETS:
         fail(unknown_preset(args.preset, PRESETS))
     settings = dict(PRESETS[args.preset]["sweep"])
-    for key in ("max_epochs", "grace_epochs", "reduction_factor", "hedge", "short_epochs", "concurrency",
+    for key in ("max_epochs", "grace_epochs", "reduction_factor", "hedge", "short_epochs", "bracket", "concurrency",
                 "cpus_per_trial", "gpus_per_trial"):
         if getattr(args, key, None) is not None:
             settings[key] = getattr(args, key)
@@ -117,6 +117,7 @@ def resolve_setup(args: argparse.Namespace) -> tuple[dict[str, Any], list[int], 
                  "epochs): a short run is a complete shorter run (or pass --scheduler fifo)")
     else:
         settings.pop("short_epochs", None)
+        settings.pop("bracket", None)
     overrides = dict(dataset=args.dataset, teacher=args.teacher, student=args.student, train_size=args.train_size,
                      val_size=args.val_size, epochs=settings["max_epochs"], seed=args.seed,
                      threads=settings["cpus_per_trial"], data_root=args.data_root or "data",
@@ -186,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         points = None
     budget = args.budget or (len(points) if points else 64)
+    if settings.get("bracket"):  # (0: promotion against Ray's running cut-off)
+        from study.schedulers import bracket_size
+
+        settings["bracket"] = bracket_size(settings["bracket"], budget)
     method = "" if args.method == "iakd" else f"{args.method}-"
     name = args.name or f"{args.preset}-{method}{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(args.output_dir)

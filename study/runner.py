@@ -82,17 +82,19 @@ class RunKind(Protocol):
 
 # ---- the trainable's side -----------------------------------------------------------------------------------------
 def train_and_report(config: dict[str, Any], run_dir: str, key: str, params: dict[str, Any] | None = None,
-                     short_epochs: int | None = None) -> None:
+                     short_epochs: int | None = None, phase: str | None = None) -> None:
     """One trial through ``iakd_core.run_trial``: record and report every epoch. The last epoch is reported after
     the record's final line is written, together with the final metrics (test accuracy when asked). A trial that
     trains to its end leaves its last-epoch student in ``students/<key>.pt``. ``params``: the sampled point, first
     in the record. ``short_epochs`` (a promoting sweep): first a complete run of that many epochs (its schedules and
     LR compressed into them), reported as iterations 1..E; the scheduler stops the trial there unless it promotes
     it, and then the full run follows as iterations E+1.. (``epoch`` counts iterations, ``run_epoch`` the epoch
-    within its run, ``fidelity`` the run's length)."""
+    within its run, ``fidelity`` the run's length). ``phase`` (synchronous brackets, ``internals.
+    BracketPromotionSearch``): ``short`` trains only the short run; ``full`` only the full run, continuing the
+    record of the short run."""
     from ray import tune
 
-    recorder = Recorder(run_dir, key, params)
+    recorder = Recorder(run_dir, key, params, keep_epochs=(short_epochs or 0) if phase == "full" else 0)
     full = TrialConfig.from_dict(config).epochs
     offset = short_epochs or 0
     last: dict[str, Any] = {}
@@ -115,9 +117,11 @@ def train_and_report(config: dict[str, Any], run_dir: str, key: str, params: dic
         return report
 
     try:
-        if short_epochs:  # the complete short run: no student kept, no test set, diagnostic at its end only
-            run_trial({**config, "epochs": short_epochs, "evaluate_test": False, "compat_epochs": []},
+        if short_epochs and phase != "full":  # the complete short run: no student kept, no test set, diagnostic
+            run_trial({**config, "epochs": short_epochs, "evaluate_test": False, "compat_epochs": []},  # at its end
                       reporter(short_epochs, 0))
+            if phase == "short":
+                return
         final = run_trial(config, reporter(full, offset), student_file=student_file(run_dir, key))
     except Exception as err:
         recorder.error(one_line(err))

@@ -13,10 +13,17 @@ replay (study/replay.py) construct exactly the same objects.
   The replay's choice (bench/README.md). Each trial then trains two complete runs: ``study.runner.train_and_report``
   reports the short run as iterations 1..E and the full run as E+1..E+max_epochs (``fidelity``/``run_epoch`` in the
   epochs table).
+* ``promote`` with ``bracket`` = B (every preset's default): *synchronous* promotion per bracket
+  (``internals.BracketPromotionSearch``, a FIFO scheduler): trials are cut into brackets of B by their number, each
+  trains its complete short run as one Tune trial, and when the bracket's last short run is in, its top ⌈B/rf⌉
+  (:func:`bracket_winners`) train their full runs as second Tune trials of the same Optuna trial. A rank over a
+  whole bracket instead of over the short runs that happen to be in, and a fixed share of full runs whatever the
+  sampler proposes (bench/README.md, P1/P4).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +36,30 @@ METRIC = "val_acc"
 def hedge_bracket(seed: int, number: int, share: float) -> int:
     """The bracket of trial ``number``: 1 (never stopped early) with probability ``share``, else 0 (ASHA's)."""
     return int(share > 0 and random.Random(f"hedge:{seed}:{number}").random() < share)
+
+
+def synchronous(scheduler: str, settings: Mapping[str, Any]) -> bool:
+    """Whether a sweep promotes per synchronous bracket (``settings["bracket"]``; promoting runs made before it
+    existed, or with ``--bracket 0``, promote against Ray's running cut-off)."""
+    return scheduler == "promote" and bool(settings.get("bracket"))
+
+
+def bracket_members(bracket: int, size: int, budget: int) -> range:
+    """The trial numbers of ``bracket`` (the last bracket of a budget can be smaller)."""
+    return range(bracket * size, min((bracket + 1) * size, budget))
+
+
+def bracket_size(size: int, budget: int) -> int:
+    """The bracket size a sweep of ``budget`` trials uses: at most ``size``, and at least two brackets, so that the
+    sampler learns from a decided bracket before it proposes the second half of the budget."""
+    return max(1, min(size, math.ceil(budget / 2)))
+
+
+def bracket_winners(values: Mapping[Any, float], reduction_factor: float) -> list:
+    """The keys a complete bracket promotes: the top ⌈n / reduction_factor⌉ of its short-run ``values`` (n: the
+    values given, failed short runs left out), best first; ties go to the earlier key (trial number, arrival)."""
+    ranked = sorted(values, key=lambda k: (-values[k], k))
+    return ranked[:math.ceil(len(values) / reduction_factor)]
 
 
 def make_scheduler(scheduler: str, settings: Mapping[str, Any], seed: int, passed: dict[int, int] | None = None):

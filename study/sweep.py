@@ -28,11 +28,17 @@ from iakd_core.console import display_path
 from iakd_core.files import write_json
 
 from .cli import RunError, disk_full
-from .internals import FidelityAwareOptunaSearch, TPEWithoutPruned, preload_asha, trial_by_number
+from .internals import (
+    BracketPromotionSearch,
+    FidelityAwareOptunaSearch,
+    TPEWithoutPruned,
+    preload_asha,
+    trial_by_number,
+)
 from .ledger import TrialRecord, mark_pruned, read, read_all, record_path
 from .progress import Progress
 from .runner import Session, Tables, student_file, train_and_report, trial_resources
-from .schedulers import hedge_bracket, make_scheduler
+from .schedulers import hedge_bracket, make_scheduler, synchronous
 from .space import SearchSpace, reference_point, to_trial_config
 from .tables import result_tables, trial_row
 
@@ -92,18 +98,38 @@ def load_study(run_dir: Path, manifest: dict[str, Any]) -> optuna.Study:
     return optuna.load_study(study_name=manifest["study_name"], storage=storage_url(run_dir, manifest))
 
 
+TUNE_KEYS = ("trial_number", "phase")  # what the search adds to a sampled point in a Tune trial's config
+
+
+def sampled_point(config: dict[str, Any]) -> dict[str, Any]:
+    """A Tune trial's config without what the search added: the sampled point."""
+    return {k: v for k, v in config.items() if k not in TUNE_KEYS}
+
+
 def sweep_config(base: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any]:
     """Base config + sampled parameters -> the trial's full, validated config."""
-    params = {k: v for k, v in sampled.items() if k != "trial_number"}
+    params = sampled_point(sampled)
     return TrialConfig.from_dict({**base, **to_trial_config(params)}).to_dict()
 
 
 def sweep_trial(config: dict[str, Any], base: dict[str, Any], run_dir: str, short_epochs: int | None = None) -> None:
     """Ray Tune trainable: one sampled configuration, recorded (with the point itself) under its Optuna number; in a
-    promoting sweep its complete short run first."""
-    params = {k: v for k, v in config.items() if k != "trial_number"}
-    train_and_report(sweep_config(base, config), run_dir, record_key(config["trial_number"]), params,
-                     short_epochs=short_epochs)
+    promoting sweep its complete short run first (with synchronous brackets, ``config["phase"]``: the short run or
+    the full run, as two Tune trials)."""
+    train_and_report(sweep_config(base, config), run_dir, record_key(config["trial_number"]), sampled_point(config),
+                     short_epochs=short_epochs, phase=config.get("phase"))
+
+
+def report_curve(study: optuna.Study, number: int, record: TrialRecord, metrics: list[str]) -> optuna.trial.Trial:
+    """Report trial ``number``'s recorded curve into the study (steps it had reported keep their values)."""
+    live = trial_by_number(study, number)
+    live.set_user_attr("epochs", len(record.epochs))
+    if len(metrics) == 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for e in record.epochs:
+                live.report(e[METRIC], e["epoch"])
+    return live
 
 
 def tell_from_record(study: optuna.Study, number: int, record: TrialRecord, metrics: list[str]) -> bool:
@@ -111,13 +137,7 @@ def tell_from_record(study: optuna.Study, number: int, record: TrialRecord, metr
     False when the record says it has not ended."""
     if not record.finished and record.pruned is None or disk_full(record.error):
         return False  # not ended (or ended by a full disk, not by its configuration): re-run it
-    live = trial_by_number(study, number)
-    live.set_user_attr("epochs", len(record.epochs))
-    if len(metrics) == 1:
-        with warnings.catch_warnings():  # steps the trial had reported before are kept (same values)
-            warnings.simplefilter("ignore")
-            for e in record.epochs:
-                live.report(e[METRIC], e["epoch"])
+    report_curve(study, number, record, metrics)
     if record.error is not None:
         study.tell(number, state=optuna.trial.TrialState.FAIL)
     elif record.final is None:
@@ -209,12 +229,32 @@ def note_pruned(run_dir: str, number: int, epochs: int) -> None:
     mark_pruned(run_dir, record_key(number), epochs)
 
 
+def short_outcomes(study: optuna.Study, records: dict[str, TrialRecord], short: int) -> dict[int, float | None]:
+    """Trial number -> the final value of its complete short run, for every asked trial that has one (None: a
+    trial that failed before its short run ended): what a synchronous bracket is decided on."""
+    values: dict[int, float | None] = {}
+    for t in study.get_trials(deepcopy=False):
+        record = records.get(record_key(t.number))
+        run = [e for e in (record.epochs if record else [])[:short] if e.get("fidelity") == short]
+        if len(run) == short:
+            values[t.number] = float(run[-1][METRIC])
+        elif t.state == optuna.trial.TrialState.FAIL:
+            values[t.number] = None
+    return values
+
+
 def failed_on_full_disk(run_dir: Path, number: int) -> bool:
     """Whether trial ``number`` failed because the disk is full (its record says so, or less than 1 MiB is free)."""
     path = record_path(run_dir, record_key(number))
     if path.exists() and disk_full(read(path).error):
         return True
     return shutil.disk_usage(run_dir).free < 2**20
+
+
+def pruned_at_decision(run_dir: str, progress: Progress, number: int, epochs: int) -> None:
+    """A bracket's loser: noted in its record, counted by the live view."""
+    progress.ended(pruned=True)
+    note_pruned(run_dir, number, epochs)
 
 
 def bracket(manifest: dict[str, Any], number: int) -> int:
@@ -250,22 +290,6 @@ class SweepKind:
         adopt = reconcile(study, records, metrics)
         finished = study.get_trials(deepcopy=False, states=FINISHED)
         method = sweep_method(manifest)
-        search = FidelityAwareOptunaSearch(
-            space=SearchSpace(manifest["granularities"], searched.search_optimizer, method),
-            metric=metrics if len(metrics) > 1 else METRIC, mode=modes if len(modes) > 1 else modes[0],
-            points_to_evaluate=(manifest.get("points") or [reference_point(method)]) if first else None,
-            sampler=make_sampler(searched.sampler, searched.seed + len(manifest["sessions"])),
-            seed=searched.seed, storage=optuna.storages.RDBStorage(storage_url(run_dir, manifest)),
-            study_name=manifest["study_name"], max_epochs=trial_iterations(settings), adopt=adopt,
-            on_pruned=functools.partial(note_pruned, str(run_dir)),
-            full_disk=functools.partial(failed_on_full_disk, run_dir))
-        passed = {t.number: max(t.intermediate_values, default=0) for t in study.get_trials(deepcopy=False)
-                  if t.number in adopt}  # re-run trials keep the rungs their interrupted attempts passed
-        scheduler = make_scheduler(searched.scheduler, settings, searched.seed, passed)
-        if searched.scheduler in ("asha", "promote"):  # earlier sessions' trials in its bracket, as if it had seen them
-            preload_asha(scheduler, {str(t.number): [e[METRIC] for e in records[record_key(t.number)].epochs]
-                                     for t in finished if record_key(t.number) in records
-                                     and bracket(manifest, t.number) == 0})
         complete = [t for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
         best = max(complete, key=lambda t: t.values[0], default=None)
         show = functools.partial(describe, method=method)
@@ -273,12 +297,46 @@ class SweepKind:
                             pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
                             failed=sum(t.state == optuna.trial.TrialState.FAIL for t in finished),
                             best=(best.values[0], show(best.params)) if best else None)
+        remaining = manifest["budget"] - len(finished)
+        common = dict(
+            space=SearchSpace(manifest["granularities"], searched.search_optimizer, method),
+            metric=metrics if len(metrics) > 1 else METRIC, mode=modes if len(modes) > 1 else modes[0],
+            points_to_evaluate=(manifest.get("points") or [reference_point(method)]) if first else None,
+            sampler=make_sampler(searched.sampler, searched.seed + len(manifest["sessions"])),
+            seed=searched.seed, storage=optuna.storages.RDBStorage(storage_url(run_dir, manifest)),
+            study_name=manifest["study_name"], max_epochs=trial_iterations(settings),
+            full_disk=functools.partial(failed_on_full_disk, run_dir))
+        if synchronous(searched.scheduler, settings):  # the searcher promotes; Tune runs what it hands out
+            from ray.tune.schedulers import FIFOScheduler
+
+            values = short_outcomes(study, records, settings["short_epochs"])
+            for number in adopt:  # a short run that ended as the last session was killed: its curve, as reported
+                if number in values:
+                    report_curve(study, number, records[record_key(number)].with_epochs(settings["short_epochs"]),
+                                 metrics)
+            asked = sum(t.state != optuna.trial.TrialState.WAITING for t in study.get_trials(deepcopy=False))
+            search = BracketPromotionSearch(
+                **common, short=settings["short_epochs"], size=settings["bracket"],
+                reduction_factor=settings["reduction_factor"], budget=manifest["budget"], values=values,
+                rerun=[n for n in adopt if n not in values], proposals=manifest["budget"] - asked,
+                on_pruned=functools.partial(pruned_at_decision, str(run_dir), progress))
+            scheduler, samples = FIFOScheduler(), 2 * remaining  # (an upper bound: the searcher says FINISHED)
+        else:
+            search = FidelityAwareOptunaSearch(**common, adopt=adopt,
+                                               on_pruned=functools.partial(note_pruned, str(run_dir)))
+            passed = {t.number: max(t.intermediate_values, default=0) for t in study.get_trials(deepcopy=False)
+                      if t.number in adopt}  # re-run trials keep the rungs their interrupted attempts passed
+            scheduler = make_scheduler(searched.scheduler, settings, searched.seed, passed)
+            if searched.scheduler in ("asha", "promote"):  # earlier sessions' trials in its bracket, as if seen
+                preload_asha(scheduler, {str(t.number): [e[METRIC] for e in records[record_key(t.number)].epochs]
+                                         for t in finished if record_key(t.number) in records
+                                         and bracket(manifest, t.number) == 0})
+            samples = remaining
         trainable = tune.with_resources(tune.with_parameters(sweep_trial, base=base, run_dir=str(run_dir),
                                                              short_epochs=settings.get("short_epochs")),
                                         trial_resources(settings))
         limiter = ConcurrencyLimiter(search, max_concurrent=settings["concurrency"], batch=searched.deterministic)
-        remaining = manifest["budget"] - len(finished)
-        tune_config = tune.TuneConfig(search_alg=limiter, scheduler=scheduler, num_samples=remaining,
+        tune_config = tune.TuneConfig(search_alg=limiter, scheduler=scheduler, num_samples=samples,
                                       max_concurrent_trials=settings["concurrency"], reuse_actors=True,
                                       trial_dirname_creator=trial_folder)
         return Session(trainable, tune_config, remaining, progress)

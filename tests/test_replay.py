@@ -72,6 +72,19 @@ def test_bracket_promotion_keeps_a_fixed_share_whatever_the_order():
         Candidate.parse("asha:grace=1,rf=3,bracket=8")
 
 
+def test_bracket_rule_and_size_are_the_sweeps_and_the_replays():
+    """One rule decides a bracket in the sweep (internals.BracketPromotionSearch), its check (check_recorded) and
+    the replay: the top ceil(n / rf) by short-run value, ties to the earlier trial; sizes give two brackets at
+    least."""
+    from study.schedulers import bracket_members, bracket_size, bracket_winners
+
+    assert bracket_winners({3: 80.0, 1: 82.0, 2: 80.0, 0: 79.0}, 3) == [1, 2]  # ceil(4/3) = 2; tie 2 vs 3 -> 2
+    assert bracket_winners({5: 70.0}, 3) == [5] and bracket_winners({}, 3) == []
+    assert bracket_winners(dict(enumerate([1.0, 5.0, 3.0, 4.0, 2.0, 0.0])), 2) == [1, 3, 2]
+    assert [bracket_size(32, b) for b in (1, 8, 24, 64, 200)] == [1, 4, 12, 32, 32]
+    assert list(bracket_members(2, 32, 70)) == list(range(64, 70))
+
+
 def test_stopping_replay_trains_every_config_up_to_where_the_scheduler_stops_it():
     pool = Pool.from_curves(synthetic_curves(n=10))
     order = list(np.random.default_rng(1).permutation(pool.full.index))

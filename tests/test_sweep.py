@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -156,13 +157,17 @@ def test_hedged_asha_never_stops_its_hedge_bracket_and_assigns_it_by_seed(tmp_pa
     assert (table["recorded"] == table["replayed"]).all(), table
 
 
-def test_promoting_sweep_trains_complete_short_runs_and_promotes_as_ray_decides(tmp_path, teacher_cache):
-    """--scheduler promote: every trial first trains a complete short run; only the ones Ray's single-rung ASHA
-    promotes then train the full run. Both fidelities are in the tables; the decisions replay exactly."""
+@pytest.mark.parametrize("bracket", [None, 0])
+def test_promoting_sweep_trains_complete_short_runs_and_promotes_as_decided(tmp_path, teacher_cache, bracket):
+    """--scheduler promote: every trial first trains a complete short run; only the promoted ones then train the
+    full run: by default the top third of each synchronous bracket (brackets of 4 here: at most half the budget),
+    with --bracket 0 those that clear Ray's single-rung ASHA's running cut-off. Both fidelities are in the tables;
+    the decisions replay exactly."""
     from study.replay import check_recorded
 
+    extra = [] if bracket is None else ["--bracket", str(bracket)]
     proc = run(sweep_args(tmp_path, teacher_cache, "promo", "--budget", "8", "--seed", "3", "--scheduler", "promote",
-                          "--short-epochs", "1"))
+                          "--short-epochs", "1", *extra))
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = pd.read_parquet(tmp_path / "promo" / "trials.parquet").set_index("trial_id")
     epochs = pd.read_parquet(tmp_path / "promo" / "epochs.parquet")
@@ -181,12 +186,23 @@ def test_promoting_sweep_trains_complete_short_runs_and_promotes_as_ray_decides(
     manifest = json.loads((tmp_path / "promo" / "manifest.json").read_text())
     assert manifest["settings"]["short_epochs"] == 1 and manifest["base_config"]["compat_epochs"] == []
     table = check_recorded(trials.reset_index(), epochs, manifest)
-    assert (table["recorded"] == table["replayed"]).all(), table
+    assert len(table) == 8 and (table["recorded"] == table["replayed"]).all(), table
     study = optuna.load_study(study_name="iakd-promo", storage=f"sqlite:///{tmp_path / 'promo' / 'optuna.db'}")
     for t in study.trials:  # COMPLETE holds the full run's value; PRUNED ends at its short run
         row = trials.loc[f"t{t.number:04d}"]
-        assert t.state.name == row["status"] and max(t.intermediate_values) == row["epochs"]
+        assert t.state.name == row["status"] and max(t.intermediate_values) == row["epochs"] == t.user_attrs["epochs"]
+        assert sorted(t.intermediate_values) == list(range(1, row["epochs"] + 1))
         assert t.state.name != "COMPLETE" or t.value == row["val_acc_last"]
+        if bracket is None and t.state.name == "COMPLETE":  # a promotion is a second Tune trial of the same trial
+            assert t.user_attrs["tune_trial_id_full"] != t.user_attrs["tune_trial_id"] == row["tune_trial_id"]
+    if bracket is None:
+        assert manifest["settings"]["bracket"] == 4
+        for first in (0, 4):  # each bracket's top ceil(4 / 3) by short run, whatever the order they came in
+            members = trials[trials["trial_number"].between(first, first + 3)]
+            top = members.sort_values(["short_val_acc", "trial_number"], ascending=[False, True]).index[:2]
+            assert set(members.index[members["status"] == "COMPLETE"]) == set(top)
+    else:
+        assert "bracket" not in manifest["settings"] or not manifest["settings"]["bracket"]
     bad = run(sweep_args(tmp_path, teacher_cache, "bad", "--budget", "2", "--scheduler", "promote", "--short-epochs",
                          "3"))
     assert bad.returncode == 2 and "must be below the full fidelity (3 epochs)" in bad.stderr
@@ -204,6 +220,9 @@ def test_promoting_sweep_trains_complete_short_runs_and_promotes_as_ray_decides(
     (["--hedge", "1"], "must be below 1"),
     (["--budget", "2", "--hedge", "0.2"], "--hedge is for --scheduler asha, but the sweep's scheduler is promote"),
     (["--budget", "2", "--max-epochs", "1"], "--short-epochs 1 must be below the full fidelity (1 epochs)"),
+    (["--budget", "2", "--scheduler", "fifo", "--bracket", "4"], "--bracket is for --scheduler promote, but the "
+     "sweep's scheduler is fifo"),
+    (["--budget", "2", "--bracket", "-1"], "must be 0 or more"),
     (["--points", "/nonexistent.json"], "cannot read a JSON list"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_folder(tmp_path, teacher_cache, args, message):
@@ -265,7 +284,8 @@ def test_hard_kills_at_awkward_moments_then_resume_accounts_for_every_trial_once
     again."""
     budget, run_dir = 8, tmp_path / "killed"
     proc = start(sweep_args(tmp_path, teacher_cache, "killed", "--budget", str(budget)))
-    read_until(proc, lambda line: line.startswith("[1/"))  # the instant a trial is recorded as finished
+    # the instant trials are recorded as finished (with brackets: a bracket's losers, before its winners start)
+    read_until(proc, lambda line: re.match(r"\[[1-9]\d*/", line) is not None)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     for stop in ("mid-trial kill", "sigterm"):
@@ -289,7 +309,12 @@ def test_hard_kills_at_awkward_moments_then_resume_accounts_for_every_trial_once
     assert done.returncode == 0, done.stderr[-3000:]
     assert "already reported" not in done.stderr  # re-run trials' repeated epochs are not warned about
     assert all(finished_records(run_dir)[k] == v for k, v in before.items())
-    check_accounted_once(run_dir, budget)
+    trials = check_accounted_once(run_dir, budget)
+    from study.replay import check_recorded  # every bracket decided as an uninterrupted sweep decides it
+
+    table = check_recorded(trials, pd.read_parquet(run_dir / "epochs.parquet"),
+                           json.loads((run_dir / "manifest.json").read_text()))
+    assert len(table) == budget and (table["recorded"] == table["replayed"]).all(), table
     damaged_study_is_rebuilt_from_the_records(run_dir, budget)
 
 
