@@ -310,6 +310,7 @@ class SweepKind:
             from ray.tune.schedulers import FIFOScheduler
 
             values = short_outcomes(study, records, settings["short_epochs"])
+            progress.short_runs = sum(v is not None for v in values.values())
             for number in adopt:  # a short run that ended as the last session was killed: its curve, as reported
                 if number in values:
                     report_curve(study, number, records[record_key(number)].with_epochs(settings["short_epochs"]),
