@@ -239,9 +239,20 @@ def figure_links(folder: Path, report_dir: Path) -> list[str]:
     return out
 
 
-def search_line(options: SearchOptions) -> str:
-    """How the sweep searched, from its recorded options."""
-    line = f"Search: {options.sampler} sampler, {options.scheduler} scheduler, seed {options.seed}, objective "
+def scheduler_words(scheduler: str, settings: dict) -> str:
+    """The sweep's scheduler with what decides (a promoting sweep: its short runs and its promotion rule)."""
+    if scheduler != "promote" or not settings.get("short_epochs"):
+        return f"{scheduler} scheduler"
+    rule = (f"the top 1/{settings['reduction_factor']:g} of each bracket of {settings['bracket']} trials"
+            if settings.get("bracket") else f"those above Ray's running cut-off (1/{settings['reduction_factor']:g})")
+    return (f"promote scheduler (complete {settings['short_epochs']}-epoch runs, {rule} trained to "
+            f"{settings['max_epochs']} epochs)")
+
+
+def search_line(options: SearchOptions, settings: dict) -> str:
+    """How the sweep searched, from its recorded options and settings."""
+    line = (f"Search: {options.sampler} sampler, {scheduler_words(options.scheduler, settings)}, seed "
+            f"{options.seed}, objective ")
     if options.objective == "acc+cost":
         return line + ("val accuracy (max) and training seconds (min), two-objective; the best config below is "
                        "the most accurate, the Pareto figure shows the trade-off.")
@@ -269,7 +280,7 @@ def sweep_section(run: Run, title: str, report_dir: Path, figures: Path, h: str 
            f"sweep wall time {wall}. Teacher "
            f"{teacher.get('arch', '?')}: val {pct(teacher.get('val_acc'))}, test {pct(teacher.get('test_acc'))}"
            f"{' (outside weights: ' + teacher['source'] + ')' if teacher.get('source') else ''}.", "",
-           search_line(run.options), "",
+           search_line(run.options, run.manifest.get("settings", {})), "",
            f"Best full-fidelity config (by val accuracy): {info['best'] or 'none'}.", "",
            "Top trials (COMPLETE, val accuracy %):", "", md_table(top), ""]
     out += rung_section(run, h + "#")

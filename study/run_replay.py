@@ -4,7 +4,7 @@ sweep. No training: seconds.
 
     python study/run_replay.py results/pool/laptop                    # the default candidates, 200 arrival orders
     python study/run_replay.py results/pool/laptop --budget 24 --candidates fifo "asha:grace=5,rf=3,hedge=0.25"
-    python study/run_replay.py --check results/sweeps/laptop-20261201-101500    # replayed vs Ray's decisions
+    python study/run_replay.py --check results/sweeps/laptop-20261201-101500    # replayed vs recorded decisions
 
 Prints, per candidate (study/replay.py): top-1 kept (the order's best configuration reached full fidelity), top-3
 kept (the configuration the sweep would select is among the order's final top 3), the share of the top 3 that
@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=positive_int, default=2, help="trials at once (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the orders and hedge brackets (default 0)")
     p.add_argument("--out", type=Path, help="also write the table to this CSV file")
-    p.add_argument("--check", metavar="RUN", help="replay this recorded ASHA sweep and compare with Ray's decisions")
+    p.add_argument("--check", metavar="RUN", help="replay this recorded ASHA or promoting sweep's decisions (Ray's "
+                   "scheduler; per bracket: the bracket rule) and compare with what it did")
     return p
 
 
@@ -52,7 +53,7 @@ def check(run: Path) -> int:
     table = check_recorded(trials, epochs, manifest)
     differ = table[table["recorded"] != table["replayed"]]
     print(table.to_string())
-    print(f"{len(table) - len(differ)} of {len(table)} trials stopped where Ray stopped them"
+    print(f"{len(table) - len(differ)} of {len(table)} trials stopped where the sweep stopped them"
           + (f"; differing: {', '.join(differ.index)}" if len(differ) else ""))
     return 0 if not len(differ) else 1
 

@@ -132,6 +132,16 @@ def test_report_has_every_section_and_an_honest_conclusion(tmp_path):
     assert "not significantly different" in build_report(flat)  # same mean as KD
 
 
+def test_report_says_how_a_promoting_sweep_decided():
+    from analysis.report import scheduler_words
+
+    settings = {"short_epochs": 3, "max_epochs": 15, "reduction_factor": 3, "bracket": 32}
+    assert scheduler_words("promote", settings) == ("promote scheduler (complete 3-epoch runs, the top 1/3 of each "
+                                                    "bracket of 32 trials trained to 15 epochs)")
+    assert "Ray's running cut-off (1/3)" in scheduler_words("promote", {**settings, "bracket": 0})
+    assert scheduler_words("asha", {"grace_epochs": 2}) == "asha scheduler"
+
+
 def test_figures_render_with_agg_and_report_files_are_written(tmp_path):
     sweep = load_run(make_sweep(tmp_path / "s", objective="acc+cost"))
     paths = plot_run(sweep)

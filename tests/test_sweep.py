@@ -124,10 +124,10 @@ def test_failing_and_nan_trials_are_recorded_and_the_rest_complete(smoke_run):
     assert best["config"]["data_root"] == str(ROOT / "data")  # as given: no path resolved on this machine
 
 
-def test_replay_stops_every_trial_where_ray_stopped_it(smoke_run):
-    """study/replay.py's replay of the recorded sweep (the defaults: concurrency 2, promote) through a fresh
-    scheduler, epochs in the order of their timestamps, makes Ray's decisions: same trials pruned, at the same
-    epochs (test_hedged_asha... checks the same for ASHA)."""
+def test_replay_stops_every_trial_where_the_sweep_stopped_it(smoke_run):
+    """study/replay.py's check of the recorded sweep (the defaults: concurrency 2, promotion per bracket; 2 of 7
+    trials fail in their short runs) decides every bracket again from the short-run values: same trials
+    pruned, at the same epochs (test_hedged_asha... and the --bracket 0 promoting test check Ray's decisions)."""
     from study.replay import check_recorded
 
     run_dir, _ = smoke_run
@@ -136,7 +136,7 @@ def test_replay_stops_every_trial_where_ray_stopped_it(smoke_run):
     assert len(table) == 5 and (table["recorded"] == 1).any()  # 7 trials, 2 failed; some pruned at their short run
     assert (table["recorded"] == table["replayed"]).all(), table
     proc = run([sys.executable, str(ROOT / "study" / "run_replay.py"), "--check", str(run_dir)])
-    assert proc.returncode == 0 and "5 of 5 trials stopped where Ray stopped them" in proc.stdout, proc.stdout
+    assert proc.returncode == 0 and "5 of 5 trials stopped where the sweep stopped them" in proc.stdout, proc.stdout
 
 
 def test_hedged_asha_never_stops_its_hedge_bracket_and_assigns_it_by_seed(tmp_path, teacher_cache):
