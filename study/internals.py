@@ -50,6 +50,15 @@ TRIAL_ATTRS = {"train_seconds_total": "train_seconds", "swap_rate": "swap_rate_l
                "val_acc_recal": "val_acc_recalibrated", "val_acc_best": "val_acc_best", "test_acc": "test_acc"}
 
 
+def set_result_attrs(ot_trial: optuna.trial.Trial, epochs: int, result: dict | None) -> None:
+    """The user attributes optuna-dashboard shows beside a trial: its epochs and ``TRIAL_ATTRS`` of its last result."""
+    ot_trial.set_user_attr("epochs", epochs)
+    for key, name in TRIAL_ATTRS.items():
+        value = (result or {}).get(key)
+        if isinstance(value, int | float) and value == value:
+            ot_trial.set_user_attr(name, round(float(value), 4))
+
+
 class FidelityAwareOptunaSearch(OptunaSearch):
     """OptunaSearch that knows about multi-fidelity and interruption.
 
@@ -97,11 +106,7 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials[trial_id]
         # ("epoch": the trial's iteration, also when a promotion's Tune trial continues an earlier one's record)
         epochs = (result or {}).get("epoch", (result or {}).get("training_iteration", 0))
-        ot_trial.set_user_attr("epochs", epochs)
-        for key, name in TRIAL_ATTRS.items():  # what optuna-dashboard shows beside each trial
-            value = (result or {}).get(key)
-            if isinstance(value, int | float) and value == value:
-                ot_trial.set_user_attr(name, round(float(value), 4))
+        set_result_attrs(ot_trial, epochs, result)
         if error:
             if self.full_disk is not None and self.full_disk(ot_trial.number):  # not the trial's fault: leave it
                 raise OSError(errno.ENOSPC, f"No space left on device (trial {ot_trial.number})")  # RUNNING
@@ -139,15 +144,24 @@ class BracketPromotionSearch(FidelityAwareOptunaSearch):
     * ``values`` (trial number -> short-run value, None for a short run that failed) and ``rerun`` (RUNNING trials
       whose short run did not finish) come from the trial records, so a resumed session re-decides every complete
       bracket exactly as before (a loser not yet told is told now, a winner without its full run is queued) and
-      re-runs unfinished short runs under their own numbers. ``proposals``: how many new trials it may still ask.
+      re-runs unfinished short runs under their own numbers. One rule, live too (``recorded_short``: trial number
+      -> the value of its recorded complete short run, or None): a short run that errors after its last epoch was
+      recorded is still a candidate (its trial FAIL), as on resume and in ``replay.check_recorded``.
+      ``proposals``: how many new trials it may still ask.
     * ``suggest`` returns None while a pending short run may still complete a bracket, and ``FINISHED`` when
       nothing is left to hand out (Tune's ``num_samples`` is only an upper bound).
+    * The sampler learns nothing from a bracket until it is decided, and then first from its losers (PRUNED, with
+      their short runs): the winners count once their full runs end. Promotion ranks by val accuracy, also for a
+      two-objective sweep, whose trials report no curve to Optuna.
     """
 
     def __init__(self, *args: Any, short: int, size: int, reduction_factor: float, budget: int,
-                 values: dict[int, float | None], rerun: list[int], proposals: int, **kwargs: Any) -> None:
+                 values: dict[int, float | None], rerun: list[int], proposals: int,
+                 recorded_short: Callable[[int], float | None], **kwargs: Any) -> None:
         super().__init__(*args, adopt=rerun, **kwargs)
         self.short, self.size, self.rf, self.budget = short, size, reduction_factor, budget
+        self.recorded_short = recorded_short
+        self.last: dict[int, dict] = {}  # trial number -> its short run's last result (for a loser's attributes)
         self.values = dict(values)
         self.proposals = proposals
         self.queue: list[int] = []
@@ -170,7 +184,7 @@ class BracketPromotionSearch(FidelityAwareOptunaSearch):
                                                                 states=(optuna.trial.TrialState.RUNNING,))}
         for number in sorted(set(ran) - set(winners)):
             if number in running:
-                trial_by_number(self._ot_study, number).set_user_attr("epochs", self.short)
+                set_result_attrs(trial_by_number(self._ot_study, number), self.short, self.last.get(number))
                 if self.on_pruned is not None:
                     try:
                         self.on_pruned(number, self.short)
@@ -218,13 +232,14 @@ class BracketPromotionSearch(FidelityAwareOptunaSearch):
         if INTERRUPTED.is_set():  # cut short by the interruption: re-run by the next session
             return
         number = self._ot_trials[trial_id].number
-        if error:
-            super().on_trial_complete(trial_id, result, error)  # FAIL
-            self.values[number] = None
+        if error or not result:  # (no result: a trial Tune stopped before it reported)
+            super().on_trial_complete(trial_id, result, True)  # FAIL
+            self.values[number] = self.recorded_short(number)
         else:
             from .schedulers import METRIC
 
             self.values[number] = float(result[METRIC])
+            self.last[number] = result
             self.on_trial_result(trial_id, result)  # (the last result, in case Tune passed it here only)
             self._completed_trials.add(trial_id)  # the Tune trial ended; its Optuna trial waits for its bracket
         self._decide(number // self.size)

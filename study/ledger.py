@@ -12,6 +12,7 @@ it, so the records alone can rebuild a damaged Optuna study (study/sweep.py).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,15 +49,15 @@ class Recorder:
         kept = read(self.path).epochs[:keep_epochs] if keep_epochs and self.path.exists() else []
         if len(kept) < keep_epochs:
             raise ValueError(f"{self.path} holds {len(kept)} of the {keep_epochs} epochs its continuation needs")
-        self.path.write_text("")
-        if params is not None:
-            self._write("params", {"values": params})
-        for metrics in kept:
-            self.epoch(metrics)
+        lines = ([_line("params", {"values": params})] if params is not None else []) + [_line("epoch", m)
+                                                                                          for m in kept]
+        fresh = self.path.with_suffix(".new")  # (a kill never leaves a continued record without its short run)
+        fresh.write_text("".join(lines))
+        os.replace(fresh, self.path)
 
     def _write(self, kind: str, values: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
-            f.write(json.dumps({"kind": kind, **values}, default=_plain) + "\n")
+            f.write(_line(kind, values))
 
     def epoch(self, metrics: dict[str, Any]) -> None:
         self._write("epoch", metrics)
@@ -76,6 +77,10 @@ def mark_pruned(run_dir: str | Path, key: str, epochs: int) -> None:
     """The driver's note that the scheduler stopped this trial after ``epochs`` (the trial no longer writes)."""
     with open(record_path(run_dir, key), "a") as f:
         f.write(json.dumps({"kind": "pruned", "epochs": epochs}) + "\n")
+
+
+def _line(kind: str, values: dict[str, Any]) -> str:
+    return json.dumps({"kind": kind, **values}, default=_plain) + "\n"
 
 
 def _plain(value: Any) -> Any:

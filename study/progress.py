@@ -16,8 +16,9 @@ class Progress(tune.Callback):
     """``[12/64 done | 2 running | 5 pruned | 0 failed] best val_acc 86.10% (label) | elapsed 3m12s | ETA 9m40s``.
 
     ``done`` / ``best`` carry what earlier sessions of the run finished, so a resumed run counts on from there.
-    With synchronous brackets (``short_runs`` not None) a trial is done when its bracket has decided it, and the
-    line also counts the complete short runs (``| short runs 14/64``), which move before anything is done.
+    With synchronous brackets (``short_runs`` not None) a trial is done when its bracket prunes it, when its full
+    run ends or when it fails, and the line also counts the complete short runs (``| short runs 14/64``), which
+    move before anything is done.
     Only full-fidelity validation results can be "best" (never test accuracy: the test set is for the report).
     """
 

@@ -12,10 +12,11 @@ order, through a scheduler at a given concurrency, each epoch taking the seconds
   value clears the cut-off Ray's ASHA would apply (the (1 - 1/eta) quantile of the short runs finished before it,
   ``_Bracket.cutoff``'s rule; the first always passes) is promoted to a full run, which starts before any new
   configuration. With ``bracket=B`` (synchronous successive halving, as in Hyperband/BOHB; the sweep's
-  default, ``schedulers.bracket_winners``) the arrival order is cut into brackets of B configurations, and when
-  the last short run of a bracket finishes, the top ⌈B/rf⌉ of that bracket by short-run value are promoted: a rank
-  over a whole bracket instead of over the results that happen to be in, and a fixed share of full runs whatever
-  the sampler proposes.
+  default) the arrival order is cut into brackets as a sweep of that many configurations cuts its trial numbers
+  (``schedulers.bracket_size``: at most B, at most half the order), and when the last short run of a bracket
+  finishes, its top ⌈n/rf⌉ by short-run value are promoted (``schedulers.bracket_winners``): a rank over a whole
+  bracket instead of over the results that happen to be in, and a fixed share of full runs whatever the sampler
+  proposes.
 
 ``check_recorded`` replays a recorded ASHA sweep from its own files (epochs ordered by their timestamps) and
 compares the stopping decisions with what Ray decided there.
@@ -36,7 +37,7 @@ import pandas as pd
 from analysis.manifest import options
 from analysis.summaries import trial_iterations
 
-from .schedulers import METRIC, bracket_members, bracket_winners, make_scheduler, synchronous
+from .schedulers import METRIC, bracket_members, bracket_size, bracket_winners, make_scheduler, synchronous
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ def replay_promotion(candidate: Candidate, pool: Pool, order: list, concurrency:
     new, promoted = list(order)[::-1], []
     reached: dict[Any, int] = {}
     spent, seq, now = 0.0, 0, 0.0
-    size = candidate.bracket
+    size = bracket_size(candidate.bracket, len(order)) if candidate.bracket else 0  # as a sweep of this budget
     arrival = {config: i for i, config in enumerate(order)}
     bracket_of = {config: i // size for config, i in arrival.items()} if size else {}
     members = pd.Series(bracket_of).value_counts().to_dict() if size else {}

@@ -94,7 +94,11 @@ def train_and_report(config: dict[str, Any], run_dir: str, key: str, params: dic
     record of the short run."""
     from ray import tune
 
-    recorder = Recorder(run_dir, key, params, keep_epochs=(short_epochs or 0) if phase == "full" else 0)
+    try:
+        recorder = Recorder(run_dir, key, params, keep_epochs=(short_epochs or 0) if phase == "full" else 0)
+    except ValueError as err:  # a full run whose short run is not in the record: the trial fails, and says why
+        Recorder(run_dir, key, params).error(one_line(err))
+        raise
     full = TrialConfig.from_dict(config).epochs
     offset = short_epochs or 0
     last: dict[str, Any] = {}

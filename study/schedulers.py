@@ -15,10 +15,11 @@ replay (study/replay.py) construct exactly the same objects.
   epochs table).
 * ``promote`` with ``bracket`` = B (every preset's default): *synchronous* promotion per bracket
   (``internals.BracketPromotionSearch``, a FIFO scheduler): trials are cut into brackets of B by their number, each
-  trains its complete short run as one Tune trial, and when the bracket's last short run is in, its top ⌈B/rf⌉
-  (:func:`bracket_winners`) train their full runs as second Tune trials of the same Optuna trial. A rank over a
-  whole bracket instead of over the short runs that happen to be in, and a fixed share of full runs whatever the
-  sampler proposes (bench/README.md, P1/P4).
+  trains its complete short run as one Tune trial, and when the bracket's last short run is in, its top ⌈n/rf⌉
+  (:func:`bracket_winners`; n: its trials whose short runs did not fail) train their full runs as second Tune
+  trials of the same Optuna trial. B is at most half the budget (:func:`bracket_size`), the last bracket can be
+  smaller. A rank over a whole bracket instead of over the short runs that happen to be in, and a fixed share of
+  full runs whatever the sampler proposes (bench/README.md, P1/P4).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def bracket_members(bracket: int, size: int, budget: int) -> range:
 
 def bracket_size(size: int, budget: int) -> int:
     """The bracket size a sweep of ``budget`` trials uses: at most ``size``, and at least two brackets, so that the
-    sampler learns from a decided bracket before it proposes the second half of the budget."""
+    sampler learns from a decided bracket before it proposes most of the budget's second half (at concurrency c, up
+    to c - 1 proposals of the next bracket start while a bracket's last short run is still training)."""
     return max(1, min(size, math.ceil(budget / 2)))
 
 

@@ -1,10 +1,14 @@
-"""The sweep as a run kind: Optuna (TPE by default) proposes IAKD configurations, Ray Tune runs them, ASHA stops
-weak ones; the Optuna study in the run folder is the record of which trials exist and how they ended.
+"""The sweep as a run kind: Optuna (TPE by default) proposes IAKD configurations, Ray Tune runs them, and only
+the best complete short runs of each bracket train in full (``internals.BracketPromotionSearch``; or a Ray
+scheduler stops weak trials: ASHA, promotion against the running cut-off); the Optuna study in the run folder is
+the record of which trials exist and how they ended.
 
 Each session (study/runner.py) first reconciles the study with the trial records: a trial whose record is final
 but which the study still shows RUNNING (the driver died between the two) is told now, from its record; other
-RUNNING trials were cut short and are re-run under their own number. The session then asks for the rest of the
-budget, its ASHA knowing the rung values of every trial finished before.
+RUNNING trials were cut short and are re-run under their own number (with brackets: a trial whose short run had
+ended waits for its bracket instead, and a promoted one re-runs its full run only). The session then asks for the
+rest of the budget, every complete bracket decided again from the records (or ASHA knowing the rung values of
+every trial finished before).
 """
 
 from __future__ import annotations
@@ -229,17 +233,25 @@ def note_pruned(run_dir: str, number: int, epochs: int) -> None:
     mark_pruned(run_dir, record_key(number), epochs)
 
 
+def short_value(record: TrialRecord | None, short: int) -> float | None:
+    """The final value of the record's complete short run (None: no complete short run in it)."""
+    run = [e for e in (record.epochs if record else [])[:short] if e.get("fidelity") == short]
+    return float(run[-1][METRIC]) if len(run) == short else None
+
+
+def recorded_short(run_dir: Path, short: int, number: int) -> float | None:
+    path = record_path(run_dir, record_key(number))
+    return short_value(read(path), short) if path.exists() else None
+
+
 def short_outcomes(study: optuna.Study, records: dict[str, TrialRecord], short: int) -> dict[int, float | None]:
     """Trial number -> the final value of its complete short run, for every asked trial that has one (None: a
     trial that failed before its short run ended): what a synchronous bracket is decided on."""
     values: dict[int, float | None] = {}
     for t in study.get_trials(deepcopy=False):
-        record = records.get(record_key(t.number))
-        run = [e for e in (record.epochs if record else [])[:short] if e.get("fidelity") == short]
-        if len(run) == short:
-            values[t.number] = float(run[-1][METRIC])
-        elif t.state == optuna.trial.TrialState.FAIL:
-            values[t.number] = None
+        value = short_value(records.get(record_key(t.number)), short)
+        if value is not None or t.state == optuna.trial.TrialState.FAIL:
+            values[t.number] = value
     return values
 
 
@@ -320,7 +332,9 @@ class SweepKind:
                 **common, short=settings["short_epochs"], size=settings["bracket"],
                 reduction_factor=settings["reduction_factor"], budget=manifest["budget"], values=values,
                 rerun=[n for n in adopt if n not in values], proposals=manifest["budget"] - asked,
+                recorded_short=functools.partial(recorded_short, run_dir, settings["short_epochs"]),
                 on_pruned=functools.partial(pruned_at_decision, str(run_dir), progress))
+            progress.done_at_start = progress.counts["done"]  # (losers of brackets decided again just now)
             scheduler, samples = FIFOScheduler(), 2 * remaining  # (an upper bound: the searcher says FINISHED)
         else:
             search = FidelityAwareOptunaSearch(**common, adopt=adopt,
