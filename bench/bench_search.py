@@ -49,8 +49,8 @@ SCHEDULER_OPTIONS = {"fifo": ["--scheduler", "fifo"], "asha": ["--scheduler", "a
                      "promote-running": ["--scheduler", "promote", "--bracket", "0"]}
 
 
-def strategies(pruned_check: bool, scheduler: str = "default") -> list[tuple[str, str]]:
-    """(sampler, scheduler) pairs; scheduler "default" = the preset's, passed as no option at all."""
+def strategies(pruned_check: bool, scheduler: str = "promote") -> list[tuple[str, str]]:
+    """(sampler, scheduler) pairs (a key of ``SCHEDULER_OPTIONS``)."""
     out = [("tpe", scheduler), ("random", "fifo"), ("random", scheduler), ("tpe", "fifo")]
     return out + [("tpe-complete", scheduler)] if pruned_check else out
 
@@ -75,7 +75,7 @@ def sweep(args, sampler: str, scheduler: str, seed: int, name: str) -> Path:
     if folder.exists():
         run([str(ROOT / "study" / "run_sweep.py"), "--resume", str(folder)])
     else:
-        extra = [] if scheduler == "default" else SCHEDULER_OPTIONS[scheduler]  # (promote: the preset's settings)
+        extra = SCHEDULER_OPTIONS[scheduler]  # (promote: the preset's short runs, reduction factor and brackets)
         run([str(ROOT / "study" / "run_sweep.py"), "--preset", args.preset, "--budget", str(args.budget), "--seed",
              str(seed), "--sampler", sampler, *extra, "--output-dir", str(args.output_dir), "--name", name])
     return folder
@@ -210,8 +210,8 @@ def main() -> int:
     p.add_argument("--seeds", type=positive_int, default=5, help="sweep seeds 0..N-1 (default 5)")
     p.add_argument("--fresh-seeds", type=positive_int, default=3, help="re-runs of each selection (default 3)")
     p.add_argument("--pruned-check", action="store_true", help="also TPE told nothing about PRUNED trials")
-    p.add_argument("--scheduler", choices=("default", *SCHEDULER_OPTIONS), default="default",
-                   help="the scheduler under test against FIFO (default: the preset's)")
+    p.add_argument("--scheduler", choices=tuple(SCHEDULER_OPTIONS), default="promote",
+                   help="the scheduler under test against FIFO (default promote: every preset's, per bracket)")
     p.add_argument("--output-dir", type=Path, default=ROOT / "results" / "bench" / "search",
                    help="folder of the sweeps and re-runs (default results/bench/search); reused")
     p.add_argument("--record", type=Path, default=MEASURED / "search_factorial.csv",
