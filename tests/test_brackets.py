@@ -112,3 +112,17 @@ def test_a_resumed_session_decides_again_from_the_records(storage):
         *[{"x": pytest.approx(search._ot_study.trials[n].params["x"]), "trial_number": n, "phase": "short"}
           for n in (4, 5)]]
     assert search.suggest("t9") is None and len(search._ot_study.trials) == 6
+
+
+def test_a_promoted_trial_whose_full_run_fails_is_fail_and_the_search_finishes(storage):
+    search = make("f", storage, budget=3, size=3)
+    for i in range(3):
+        search.suggest(f"s{i}")
+    for i, value in enumerate((70.0, 80.0, 60.0)):
+        search.on_trial_complete(f"s{i}", short_result(value))
+    assert search.suggest("f1")["phase"] == "full"
+    search.on_trial_result("f1", {"val_acc": 50.0, "epoch": SHORT + 1, "training_iteration": 1})
+    search.on_trial_complete("f1", None, error=True)
+    assert [t.state for t in search._ot_study.trials] == [STATE.PRUNED, STATE.FAIL, STATE.PRUNED]
+    assert search._ot_study.trials[1].intermediate_values == {SHORT: 80.0, SHORT + 1: 50.0}
+    assert search.suggest("x") == search.FINISHED
