@@ -305,10 +305,13 @@ class SweepKind:
         complete = [t for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
         best = max(complete, key=lambda t: t.values[0], default=None)
         show = functools.partial(describe, method=method)
+        bracketed = synchronous(searched.scheduler, settings)  # the searcher promotes; Tune runs what it hands out
+        values = short_outcomes(study, records, settings["short_epochs"]) if bracketed else {}
         progress = Progress(manifest["budget"], trial_iterations(settings), show, done=len(finished),
                             pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
                             failed=sum(t.state == optuna.trial.TrialState.FAIL for t in finished),
-                            best=(best.values[0], show(best.params)) if best else None)
+                            best=(best.values[0], show(best.params)) if best else None,
+                            short_runs=sum(v is not None for v in values.values()) if bracketed else None)
         remaining = manifest["budget"] - len(finished)
         common = dict(
             space=SearchSpace(manifest["granularities"], searched.search_optimizer, method),
@@ -318,11 +321,9 @@ class SweepKind:
             seed=searched.seed, storage=optuna.storages.RDBStorage(storage_url(run_dir, manifest)),
             study_name=manifest["study_name"], max_epochs=trial_iterations(settings),
             full_disk=functools.partial(failed_on_full_disk, run_dir))
-        if synchronous(searched.scheduler, settings):  # the searcher promotes; Tune runs what it hands out
+        if bracketed:
             from ray.tune.schedulers import FIFOScheduler
 
-            values = short_outcomes(study, records, settings["short_epochs"])
-            progress.short_runs = sum(v is not None for v in values.values())
             for number in adopt:  # a short run that ended as the last session was killed: its curve, as reported
                 if number in values:
                     report_curve(study, number, records[record_key(number)].with_epochs(settings["short_epochs"]),
