@@ -5,6 +5,10 @@
   that plain KD measurably beats the student alone (the positive control); resnet26 -> resnet14 (2 granularities:
   1 or 2 units per stage), teacher trained 30 epochs on 24000 images (a superset of the student's, disjoint from
   val and test). Timings: bench/README.md (P1).
+
+Each preset also says how many fresh seeds its ablation runs per arm (``seeds``: enough for a paired 95 % CI
+half-width of about 0.5 points on the comparisons with the student alone, from the spread measured on it; see
+:func:`ablation_seeds`).
 * ``laptop-wrn`` — the second laptop setting (study/run_study.py runs both: ``STUDY_PRESETS``): the same data and
   recipe, wrn_16_2 -> wrn_16_1, a width mismatch, so every swapped-in teacher unit goes through adapters.
 * ``smoke-wrn`` — seconds: the laptop-wrn pair on the smoke data (the study command's tests).
@@ -23,6 +27,8 @@ PUBLISHED_PAIRS = (
 
 _LAPTOP_DATA = dict(dataset="fashion-mnist", image_size=14, crop_padding=2, flip=True, split_seed=0)
 
+DEFAULT_SEEDS = 5  # ablation seeds per arm of a preset that does not say
+
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "description": "seconds: 600 Fashion-MNIST images at 14x14, resnet26 -> resnet14, 3 epochs (tests)",
@@ -30,6 +36,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "epochs": 3, "teacher_epochs": 3, "batch_size": 64, "lr": 0.05, "threads": 1},
         "sweep": {"scheduler": "promote", "short_epochs": 1, "bracket": 32, "max_epochs": 3, "grace_epochs": 1,
                   "reduction_factor": 3, "concurrency": 2, "cpus_per_trial": 1},
+        "seeds": DEFAULT_SEEDS,
     },
     # Chosen for sensitivity at laptop cost (probes on 2 cores, 2026-12-01, bf16 autocast on an AVX512-BF16 CPU;
     # seeds 1000-1002): with the teacher on the student's 8000 images (88.0 % test) KD - student was +1.47 / +1.22
@@ -44,25 +51,31 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "batch_size": 64, "lr": 0.05, "lr_schedule": "cosine", "threads": 1},
         "sweep": {"scheduler": "promote", "short_epochs": 3, "bracket": 32, "max_epochs": 15, "grace_epochs": 2,
                   "reduction_factor": 3, "concurrency": 2, "cpus_per_trial": 1},
+        # paired sd vs the student in the old reference (5 seeds): KD 0.27, IAKD's best 0.25 -> 5 seeds give +-0.34
+        "seeds": 5,
     },
 }
 
 
-def _with_pair(base: str, teacher: str, student: str, description: str) -> dict[str, Any]:
-    """Preset ``base`` with another teacher -> student pair (same data, recipe and search settings)."""
+def _with_pair(base: str, teacher: str, student: str, description: str, seeds: int) -> dict[str, Any]:
+    """Preset ``base`` with another teacher -> student pair (same data, recipe and search settings; its own
+    ablation seed count, since the spread of a pair's paired differences is its own)."""
     return {"description": description, "config": {**PRESETS[base]["config"], "teacher": teacher, "student": student},
-            "sweep": dict(PRESETS[base]["sweep"])}
+            "sweep": dict(PRESETS[base]["sweep"]), "seeds": seeds}
 
 
 # The second laptop setting, of another kind: a width mismatch (the teacher's units are twice as wide, so every
 # swapped-in unit goes through the hybrid's 1x1-conv adapters) in another family (pre-activation WRNs), same data
 # and recipe as `laptop`. Probe (2026-12-01, bf16, seeds 1000-1002, nothing tuned on IAKD): teacher 91.23 % test;
 # student 86.04 / 85.57 / 85.71, KD 87.60 / 87.91 / 88.35 (KD - student +1.56 / +2.34 / +2.64).
+# Ablation seeds: paired sd vs the student 0.56 for KD (this probe) and 0.63 for IAKD's best (the old reference,
+# 5 seeds) -> 9 seeds give a 95 % CI half-width of +-0.43 / +-0.48 (5 seeds: +-0.70 / +-0.78).
 PRESETS["laptop-wrn"] = _with_pair(
     "laptop", "wrn_16_2", "wrn_16_1", "second laptop setting: `laptop` with wrn_16_2 -> wrn_16_1 (width mismatch: "
-    "adapters on every swapped unit; 1 or 2 units per stage), 15 epochs, cosine LR")
+    "adapters on every swapped unit; 1 or 2 units per stage), 15 epochs, cosine LR", seeds=9)
 PRESETS["smoke-wrn"] = _with_pair("smoke", "wrn_16_2", "wrn_16_1",
-                                  "seconds: `smoke` with the laptop-wrn pair, wrn_16_2 -> wrn_16_1 (adapters; tests)")
+                                  "seconds: `smoke` with the laptop-wrn pair, wrn_16_2 -> wrn_16_1 (adapters; tests)",
+                                  seeds=DEFAULT_SEEDS)
 
 for _dataset in ("cifar100", "cifar10"):
     for _teacher, _student in PUBLISHED_PAIRS:
@@ -77,10 +90,16 @@ for _dataset in ("cifar100", "cifar10"):
             "sweep": {"scheduler": "promote", "short_epochs": 48, "bracket": 32, "max_epochs": 240, "grace_epochs": 30,
                       "reduction_factor": 2, "concurrency": 4,
                       "cpus_per_trial": 4, "gpus_per_trial": 0.5},
+            "seeds": DEFAULT_SEEDS,
         }
 
 DEFAULT_PRESET = "laptop"
 STUDY_PRESETS = ("laptop", "laptop-wrn")  # the settings study/run_study.py runs by default (Table 1's columns)
+
+
+def ablation_seeds(preset: str | None) -> int:
+    """Fresh seeds per ablation arm for a sweep of ``preset`` (a sweep of no known preset: DEFAULT_SEEDS)."""
+    return PRESETS.get(preset or "", {}).get("seeds", DEFAULT_SEEDS)
 
 
 def preset_config(name: str, method: str | None = None, **overrides: Any) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 """Ablate a sweep's best IAKD config: baselines and one-factor-at-a-time variants on fresh seeds, each evaluated
 once on the official test set.
 
-    python study/run_ablation.py results/sweeps/<run>             # 5 seeds, every arm
+    python study/run_ablation.py results/sweeps/<run>             # the preset's seeds (laptop 5), every arm
     python study/run_ablation.py results/sweeps/<run> --seeds 5 --arms student,kd,iakd_best
     python study/run_ablation.py --resume results/ablations/<run>
 
@@ -25,6 +25,7 @@ from pathlib import Path
 from analysis.manifest import options
 from iakd_core.cli import check_output_dir
 from iakd_core.console import OneLineParser, did_you_mean, fail, positive_int
+from iakd_core.presets import DEFAULT_SEEDS, STUDY_PRESETS, ablation_seeds
 from study.cli import MLFLOW_DEFAULT, exit_now, private_ray_environment, run_command
 
 SEED_OFFSET = 1000  # ablation seeds = sweep seed + SEED_OFFSET + i: never a seed the sweep trained with
@@ -33,9 +34,10 @@ SEED_OFFSET = 1000  # ablation seeds = sweep seed + SEED_OFFSET + i: never a see
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep", nargs="?", help="the sweep run folder whose best config is ablated")
-    p.add_argument("--seeds", type=positive_int, default=5,
-                   help="seeds per arm (default 5: enough for a paired 95 %% CI of about ±0.5 points on the "
-                   "laptop preset)")
+    p.add_argument("--seeds", type=positive_int,
+                   help="seeds per arm (default: the sweep's preset's, enough for a paired 95 %% CI of about ±0.5 "
+                   f"points vs the student: {', '.join(f'{p} {ablation_seeds(p)}' for p in STUDY_PRESETS)}; "
+                   f"{DEFAULT_SEEDS} for others)")
     p.add_argument("--arms", help="comma-separated subset of arms (default: all that apply; --list-arms shows them)")
     p.add_argument("--list-arms", action="store_true",
                    help="print the arms that apply to this sweep (factor, compared with, label) and exit")
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     base = {**best["config"], "threads": settings["cpus_per_trial"],
             "data_root": args.data_root or sweep["base_config"]["data_root"],
             "teacher_cache": args.teacher_cache or sweep["base_config"]["teacher_cache"]}
-    seeds = [options(sweep).seed + SEED_OFFSET + i for i in range(args.seeds)]
+    seeds = [options(sweep).seed + SEED_OFFSET + i for i in range(args.seeds or ablation_seeds(sweep.get("preset")))]
     manifest = {"args": vars(args), "base_config": base, "preset": sweep.get("preset"), "seeds": seeds,
                 "arms": arms, "budget": len(arms) * len(seeds), "settings": settings,
                 "granularities": sweep["granularities"], "source_best": best, "address": args.address,

@@ -4,7 +4,7 @@ default) with the same sampler, scheduler and budget, then the ablation of the I
 tuned baselines' bests as arms (kd_tuned); then one report over every setting (Table 1 = methods x settings).
 
     python study/run_study.py                                   # --presets laptop,laptop-wrn
-    python study/run_study.py --presets laptop,laptop-wrn --budget 64 --seeds 5
+    python study/run_study.py --presets laptop,laptop-wrn --budget 64 --seeds 9
     python study/run_study.py ... --address ray://head:10001    # on a Ray cluster
 
 Writes results/studies/<name>/ (default name: the presets joined by '+'): <preset>-sweep/, <preset>-<method>-sweep/
@@ -37,7 +37,7 @@ from iakd_core.config import METHOD_NAMES
 from iakd_core.console import OneLineParser, did_you_mean, fail, fmt_seconds, positive_int
 from iakd_core.files import write_json
 from iakd_core.methods import searched_hyperparameters
-from iakd_core.presets import PRESETS, STUDY_PRESETS
+from iakd_core.presets import PRESETS, STUDY_PRESETS, ablation_seeds
 from study.cli import add_search_options, asha_only_conflict, search_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--presets", default=",".join(STUDY_PRESETS),
                    help=f"comma-separated settings, one sweep + ablation each (default {','.join(STUDY_PRESETS)})")
     p.add_argument("--budget", type=positive_int, default=64, help="sweep trials per setting (default 64)")
-    p.add_argument("--seeds", type=positive_int, default=5, help="ablation seeds per arm (default 5)")
+    p.add_argument("--seeds", type=positive_int,
+                   help="ablation seeds per arm in every setting (default: each preset's, "
+                   f"{', '.join(f'{p} {ablation_seeds(p)}' for p in STUDY_PRESETS)})")
     p.add_argument("--arms", help="comma-separated ablation arms (default: every arm that applies; see "
                    "run_ablation.py --help)")
     p.add_argument("--tune-baselines", default="kd", metavar="METHODS",
@@ -89,8 +91,8 @@ def plan_stages(args: argparse.Namespace, presets: list[str], study_dir: Path) -
                                    *paths]})
             tuned += ["--tuned", str(folder)]
         stages.append({"name": f"{preset} ablation", "kind": "ablation", "preset": preset, "dir": ablation.name,
-                       "new": ["run_ablation.py", str(sweep), "--seeds", str(args.seeds), "--name", ablation.name,
-                               "--output-dir", str(study_dir), *tuned, *arms, *concurrency]})
+                       "new": ["run_ablation.py", str(sweep), "--seeds", str(args.seeds or ablation_seeds(preset)),
+                               "--name", ablation.name, "--output-dir", str(study_dir), *tuned, *arms, *concurrency]})
     return stages
 
 
@@ -205,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output_dir)
     check_output_dir(out)
     study_dir = out.resolve() / (args.name or "+".join(presets))
-    plan = {"presets": presets, "budget": args.budget, "seeds": args.seeds, "arms": args.arms,
+    seeds = args.seeds or {preset: ablation_seeds(preset) for preset in presets}
+    plan = {"presets": presets, "budget": args.budget, "seeds": seeds, "arms": args.arms,
             "tune_baselines": baselines(args.tune_baselines), "search": search_arguments(args)}
     record = read_plan(study_dir, plan)
     study_dir.mkdir(parents=True, exist_ok=True)

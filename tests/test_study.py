@@ -106,3 +106,18 @@ def test_study_bad_input_is_one_line_and_writes_nothing(tmp_path):
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_each_setting_ablates_on_its_presets_seed_count_unless_seeds_is_given(tmp_path):
+    from iakd_core.presets import PRESETS, ablation_seeds
+    from study.run_study import build_parser, plan_stages
+
+    assert ablation_seeds("laptop") == PRESETS["laptop"]["seeds"] != PRESETS["laptop-wrn"]["seeds"]
+    assert ablation_seeds(None) == ablation_seeds("no such preset") == PRESETS["smoke"]["seeds"]
+
+    def ablation_seeds_asked(*argv):
+        stages = plan_stages(build_parser().parse_args(list(argv)), ["laptop", "laptop-wrn"], tmp_path)
+        return {s["preset"]: int(s["new"][s["new"].index("--seeds") + 1]) for s in stages if s["kind"] == "ablation"}
+
+    assert ablation_seeds_asked() == {p: PRESETS[p]["seeds"] for p in ("laptop", "laptop-wrn")}
+    assert ablation_seeds_asked("--seeds", "3") == {"laptop": 3, "laptop-wrn": 3}
