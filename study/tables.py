@@ -29,12 +29,13 @@ def write_tables(run_dir: Path, trials: pd.DataFrame, epochs: pd.DataFrame) -> N
     write_parquet(schedule_curves(trials), run_dir / "schedules.parquet")
 
 
-def git_commit() -> str | None:
+def git_commit(root: Path = PROJECT_ROOT) -> str | None:
+    """The checkout's commit, ``+dirty`` when a file outside ``results/`` differs from it (what runs write under
+    ``results/``, e.g. a study regenerating the committed reference, is output, not code)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                             timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                               timeout=10).stdout.strip()
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", ".", ":(exclude)results"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None

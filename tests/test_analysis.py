@@ -471,3 +471,26 @@ def test_provenance_is_portable_and_warns_about_a_dirty_tree(tmp_path):
     sweep_report = build_report(load_run(make_sweep(tmp_path / "s")))
     assert "never touches the official test set" in sweep_report and "once per ablation trial" not in \
         sweep_report.split("\n")[2]
+
+
+def test_a_run_is_dirty_when_code_differs_not_when_results_do(tmp_path):
+    import subprocess
+
+    from study.tables import git_commit
+
+    def git(*argv):
+        subprocess.run(["git", *argv], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "old.json").write_text("{}")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    clean = git_commit(tmp_path)
+    assert clean and not clean.endswith("+dirty")
+    (tmp_path / "results" / "old.json").unlink()  # a study regenerating the committed reference
+    (tmp_path / "results" / "new.json").write_text("{}")
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == clean + "+dirty"
