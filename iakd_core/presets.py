@@ -5,15 +5,15 @@
   that plain KD measurably beats the student alone (the positive control); resnet26 -> resnet14 (2 granularities:
   1 or 2 units per stage), teacher trained 30 epochs on 24000 images (a superset of the student's, disjoint from
   val and test). Timings: bench/README.md (P1).
-
-Each preset also says how many fresh seeds its ablation runs per arm (``seeds``: enough for a paired 95 % CI
-half-width of about 0.5 points on the comparisons with the student alone, from the spread measured on it; see
-:func:`ablation_seeds`).
 * ``laptop-wrn`` — the second laptop setting (study/run_study.py runs both: ``STUDY_PRESETS``): the same data and
   recipe, wrn_16_2 -> wrn_16_1, a width mismatch, so every swapped-in teacher unit goes through adapters.
 * ``smoke-wrn`` — seconds: the laptop-wrn pair on the smoke data (the study command's tests).
 * ``cifar100-<teacher>-<student>`` / ``cifar10-...`` — the published CRD/RepDistiller recipe (240 epochs, SGD
   lr 0.05 x0.1 at 150/180/210, batch 64, wd 5e-4, crop 32 pad 4 + flip, T = 4, KD 0.9 KL / 0.1 CE), for GPUs.
+
+Each preset also says how many fresh seeds its ablation runs per arm (``seeds``: enough for a paired 95 % CI
+half-width of about 0.5 points on the comparisons with the student alone, from the spread measured on it; see
+:func:`ablation_seeds`).
 """
 
 from __future__ import annotations

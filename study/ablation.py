@@ -182,14 +182,16 @@ class AblationKind:
         records = read_all(run_dir)
         todo = [{"arm": a, "seed": s} for a, s in grid(manifest)
                 if not records.get(record_key(a, s), TrialRecord()).finished]
-        done = [records[record_key(a, s)] for a, s in grid(manifest) if record_key(a, s) in records
-                and records[record_key(a, s)].finished]
+        done = {(a, s): records[record_key(a, s)] for a, s in grid(manifest) if record_key(a, s) in records
+                and records[record_key(a, s)].finished}
+        best = max(((r.final["val_acc"], describe_point({"point": {"arm": a, "seed": s}}))
+                    for (a, s), r in done.items() if r.final and "val_acc" in r.final), default=None)
         settings = manifest["settings"]
         trainable = tune.with_resources(
             tune.with_parameters(ablation_trial, base=base, arms=manifest["arms"], run_dir=str(run_dir)),
             trial_resources(settings))
         progress = Progress(manifest["budget"], settings["max_epochs"], describe_point, done=len(done),
-                            failed=sum(r.error is not None for r in done))
+                            failed=sum(r.error is not None for r in done.values()), best=best)
         tune_config = tune.TuneConfig(max_concurrent_trials=settings["concurrency"], reuse_actors=True,
                                       trial_dirname_creator=trial_folder)
         return Session(trainable, tune_config, len(todo), progress, param_space={"point": tune.grid_search(todo)})

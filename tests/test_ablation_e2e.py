@@ -55,6 +55,8 @@ def test_sweep_then_ablation_then_plots_then_report(tmp_path, teacher_cache):
     resumed = run(ROOT / "study/run_ablation.py", "--resume", run_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert all((run_dir / "trials" / name).read_bytes() == data for name, data in finished.items())  # not re-run
+    first_line = next(line for line in resumed.stderr.splitlines() if line.startswith("["))
+    assert first_line.startswith(f"[{len(finished)}/") and "best val_acc" in first_line, first_line  # carried on
 
     trials = pd.read_parquet(run_dir / "trials.parquet")
     manifest = json.loads((run_dir / "manifest.json").read_text())
