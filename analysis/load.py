@@ -10,7 +10,8 @@ import pandas as pd
 
 from analysis.manifest import ManifestError, SearchOptions, options, version
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
+CHECKOUT_ROOT = Path(__file__).resolve().parent.parent.as_posix()  # this checkout's root
+RESULTS = Path(CHECKOUT_ROOT) / "results"
 
 
 class NotARunError(ValueError):

@@ -73,5 +73,6 @@ COMMON_FIELDS = ("kind", "version", "command", "args", "base_config", "preset", 
                  "wall_seconds", "counts", "teacher", "dataset", "runtime", "versions", "machine", "git_commit")
 SWEEP_FIELDS = COMMON_FIELDS + ("options", "points", "storage", "study_name")
 ABLATION_FIELDS = COMMON_FIELDS + ("seeds", "arms", "source_best", "source_sweep", "source_sweep_status",
-                                   "tuned_sweeps", "sweep_budget", "tuned_budgets")
+                                   "tuned_sweeps", "sweep_budget", "tuned_budgets",
+                                   "more_seeds", "top_ups")  # the last two only once topped up (--more-seeds)
 FIELDS = {"sweep": SWEEP_FIELDS, "ablation": ABLATION_FIELDS}

@@ -24,7 +24,7 @@ from pathlib import Path
 import markdown
 import pandas as pd
 
-from analysis.load import NotARunError, Run, load_run
+from analysis.load import CHECKOUT_ROOT, NotARunError, Run, load_run
 from analysis.manifest import SearchOptions
 from analysis.plots import CAPTIONS, plot_run
 from analysis.rungs import TOP_K, measured_on, rung_reliability, rung_settings, rung_warnings
@@ -354,7 +354,6 @@ def environment_section(run: Run, commands: list[str], h: str = "##") -> list[st
             "Commands (in order):", "", "```bash", *commands, "```", ""]
 
 
-CHECKOUT_ROOT = Path(__file__).resolve().parent.parent.as_posix()  # this checkout's root
 
 
 def commit_line(commit: str | None) -> str:
@@ -379,14 +378,30 @@ def portable(command: str) -> str:
 
 
 def run_commands(run: Run) -> list[str]:
-    """The commands that made ``run`` (its sweep's first, for an ablation), with portable paths."""
-    return [portable(f"python study/{source.manifest.get('command', '')}") for source in (source_sweep(run), run)
-            if source is not None]
+    """The commands that made ``run`` with portable paths: for an ablation, its sweep's and its tuned baselines'
+    sweeps' first, then its own, then its seed top-ups."""
+    sources = [source_sweep(run), *(source_sweep(run, path) for path in
+                                    run.manifest.get("tuned_sweeps", {}).values()), run]
+    return [portable(f"python study/{source.manifest.get('command', '')}") for source in sources
+            if source is not None] + [portable(f"python study/{top['command']}")
+                                      for top in run.manifest.get("top_ups", [])]
 
 
-def source_sweep(run: Run) -> Run | None:
-    """The sweep an ablation came from: at its recorded path, else beside the ablation (a moved/cloned folder)."""
-    source = run.manifest.get("source_sweep") if run.kind == "ablation" else None
+def seeds_text(run: Run) -> str:
+    """An ablation's seeds: those of every arm, then each topped-up group of arms' further seeds."""
+    text = f"seeds {run.manifest.get('seeds', [])}"
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for arm, more in run.manifest.get("more_seeds", {}).items():
+        groups.setdefault(tuple(more), []).append(arm)
+    for more, arms in groups.items():
+        text += f"; {', '.join(arms)} also seeds {more[0]}–{more[-1]} (n = {len(run.manifest['seeds']) + len(more)})"
+    return text
+
+
+def source_sweep(run: Run, source: str | None = None) -> Run | None:
+    """The sweep an ablation came from (or ``source``, a path recorded in its manifest): at its recorded path, else
+    beside the ablation (a moved/cloned folder)."""
+    source = source or (run.manifest.get("source_sweep") if run.kind == "ablation" else None)
     if not source:
         return None
     # recorded relative to the ablation folder (older runs: absolute); else a sibling of the same name
@@ -403,7 +418,6 @@ def ablation_sections(run: Run, report_dir: Path, figures: Path, sweep_figures: 
     """Everything an ablation's report says about its one setting: sensitivity, conclusion, Table 1 (unless a
     study report shows it across settings), anchors, Tables 2-5, compatibility, figures, the sweep summary."""
     sweep = source_sweep(run)
-    seeds = run.manifest.get("seeds", [])
     comparisons = method_comparisons(run)
     sensitivity = assess(run, comparisons)
     lines = []
@@ -415,7 +429,7 @@ def ablation_sections(run: Run, report_dir: Path, figures: Path, sweep_figures: 
     lines += [f"{h} Conclusion", ""] + conclusion(run, comparisons, sensitivity) + [""]
     if with_table1:
         lines += [f"{h} Table 1 — methods", "",
-                  f"Test accuracy, mean ± std (n seeds) over seeds {seeds}; Δ with 95 % t-interval; paired t-test "
+                  f"Test accuracy, mean ± std (n seeds) over {seeds_text(run)}; Δ with 95 % t-interval; paired t-test "
                   "p; Holm correction across all comparisons of the table.", "", md_table(table1(run)), ""]
         if best_uses_kd(run) and "iakd_best_plus_kd" not in set(run.trials["arm"]):
             lines += ["The best IAKD configuration already has a KD term, so iakd_best is also the best + KD "
@@ -522,7 +536,7 @@ def study_report(runs: list[Run], out: Path) -> str:
     report_command = ("python analysis/report.py " + " ".join(display_path(r.path, CHECKOUT_ROOT) for r in runs)
                       + f" --out {display_path(out, CHECKOUT_ROOT)}")
     lines = [f"# IAKD study report — {len(runs)} settings", "", PROTOCOL, "", "Settings:", ""]
-    lines += [f"- **{label}**: {setting_line(run)}; seeds {run.manifest.get('seeds', [])} (run `{run.name}`)"
+    lines += [f"- **{label}**: {setting_line(run)}; {seeds_text(run)} (run `{run.name}`)"
               for label, run in named.items()]
     lines += ["", "## Table 1 — methods × settings", "",
               "Test accuracy, mean ± std (n seeds); the teacher is one trained network (n = 1); the best "

@@ -8,7 +8,9 @@ a conclusion must repeat. Computed from an ablation run's files (statistics from
   deviation of paired differences; the 95 % CI half-width is the resolution actually achieved.
 * Warnings: the positive control fails; the teacher is not better than the student (test accuracy); an arm is
   within 2x chance accuracy; a single seed of an otherwise learning arm ended within 2x chance (a diverged run:
-  its mean and CI carry it).
+  its mean and CI carry it); a comparison a verdict rests on (``VERDICT_ARMS`` vs the student) is resolved less
+  finely than the seed counts aim at (``CI_HALFWIDTH``), with the seeds its observed spread needs and the command
+  that adds them.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .load import Run
-from .stats import minimum_detectable_difference
+from iakd_core.console import display_path
+from iakd_core.presets import CI_HALFWIDTH, VERDICT_ARMS
+
+from .load import CHECKOUT_ROOT, Run
+from .stats import minimum_detectable_difference, seeds_for_halfwidth
 from .tables import ALPHA, POWER, method_comparisons, seed_table
 
 CHANCE_FACTOR = 2.0
@@ -74,4 +79,25 @@ def assess(run: Run, comparisons: pd.DataFrame | None = None) -> Sensitivity:
             warnings.append(f"{', '.join(diverged)} ended within {CHANCE_FACTOR:g}x chance accuracy ({chance:.0f} %): "
                             "that run diverged; its arm's mean, spread and CI include it, so read that arm's row "
                             "with this in mind")
+    warnings += resolution_warnings(run, detectable)
     return Sensitivity(control, passes, detectable, teacher, student, chance, warnings)
+
+
+def resolution_warnings(run: Run, detectable: pd.DataFrame) -> list[str]:
+    """A verdict comparison whose CI is wider than ``CI_HALFWIDTH``: the seeds its spread needs, and how to add
+    them (the arms alike, so they stay paired)."""
+    wide = detectable[detectable["arm"].isin(VERDICT_ARMS) & (detectable["ci_halfwidth"] > CI_HALFWIDTH)]
+    if not len(wide):
+        return []
+    needs = {arm: seeds_for_halfwidth(sd, CI_HALFWIDTH) for arm, sd in zip(wide["arm"], wide["sd"], strict=True)}
+    parts = [f"{arm} − student ±{hw:.2f} (n = {n}, sd of paired Δ {sd:.2f}: ≈ "
+             f"{needs[arm] if needs[arm] else 'over 200'} seeds needed)"
+             for arm, hw, n, sd in zip(wide["arm"], wide["ci_halfwidth"], wide["n"], wide["sd"], strict=True)]
+    most = max((n for n in needs.values() if n), default=None)
+    have = int(wide["n"].min())
+    add = (f"; to resolve it, `python study/run_ablation.py --resume {display_path(run.path, CHECKOUT_ROOT)} "
+           f"--more-seeds {most - have}` gives the student and {', '.join(VERDICT_ARMS)} that many more seeds each"
+           if most and most > have else "")
+    return [f"a comparison the verdict rests on is resolved less finely than the ±{CI_HALFWIDTH} points the seed "
+            f"counts aim at (95 % CI half-width): {'; '.join(parts)}; its verdict can miss effects of that size"
+            + add]

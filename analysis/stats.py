@@ -22,6 +22,8 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
     m = float(v.mean())
     if len(v) < 2:
         return m, float("nan"), float("nan")
+    if np.all(v == v[0]):  # no spread (e.g. two arms bit-identical on every seed): the interval is the point
+        return m, m, m
     lo, hi = stats.t.interval(confidence, len(v) - 1, loc=m, scale=stats.sem(v))
     return m, float(lo), float(hi)
 
@@ -74,6 +76,17 @@ def paired_table(wide: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataFra
                                      "p_wilcoxon", "n"])
     df["p_holm"] = holm(df["p_ttest"]) if len(df) else []
     return df
+
+
+def seeds_for_halfwidth(sd: float, halfwidth: float, confidence: float = 0.95, most: int = 200) -> int | None:
+    """Fewest seeds n whose paired t-interval, at the observed standard deviation ``sd`` of paired differences, is
+    at most ``halfwidth`` wide on each side (t_{n-1} · sd / √n ≤ halfwidth); None beyond ``most``."""
+    if not sd == sd or sd <= 0:
+        return 2
+    for n in range(2, most + 1):
+        if stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n) <= halfwidth:
+            return n
+    return None
 
 
 def minimum_detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:

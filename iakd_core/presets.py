@@ -28,6 +28,10 @@ PUBLISHED_PAIRS = (
 _LAPTOP_DATA = dict(dataset="fashion-mnist", image_size=14, crop_padding=2, flip=True, split_seed=0)
 
 DEFAULT_SEEDS = 5  # ablation seeds per arm of a preset that does not say
+CI_HALFWIDTH = 0.5  # points: the paired 95 % CI half-width vs the student the seed counts aim at
+# ... on the comparisons a verdict rests on, each vs the student: the positive control (KD), the tuned KD and IAKD's
+# best (the arms an ablation's --more-seeds tops up, with the student, unless told otherwise)
+VERDICT_ARMS = ("kd", "kd_tuned", "iakd_best")
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {

@@ -34,6 +34,7 @@ from iakd_core.config import TrialConfig, fields_where
 from iakd_core.console import display_path
 from iakd_core.hybrid import STUDENT_BN_MODES, TEACHER_BN_MODES
 from iakd_core.methods import METHODS, method_overrides, optional_terms_off
+from iakd_core.presets import VERDICT_ARMS
 from iakd_core.schedules import mean_probability
 
 from .ledger import TrialRecord, read_all
@@ -151,8 +152,32 @@ def record_key(arm: str, seed: int) -> str:
 
 
 def grid(manifest: dict[str, Any]) -> list[tuple[str, int]]:
-    """Every (arm, seed) of the run, arms in table order, all arms on the same seeds."""
-    return [(arm, seed) for arm in manifest["arms"] for seed in manifest["seeds"]]
+    """Every (arm, seed) of the run, arms in table order: every arm on the run's seeds, then each topped-up arm on
+    its further seeds (``more_seeds``, see :func:`top_up`)."""
+    more = manifest.get("more_seeds", {})
+    return [(arm, seed) for arm in manifest["arms"] for seed in [*manifest["seeds"], *more.get(arm, [])]]
+
+
+# What --more-seeds tops up unless told otherwise (those a run lacks are left out): the arms of the comparisons a
+# verdict rests on.
+KEY_ARMS = ("student", *VERDICT_ARMS)
+
+
+def top_up(manifest: dict[str, Any], arms: list[str], count: int, command: str) -> list[int]:
+    """Give each of ``arms`` ``count`` more seeds, the next after its last (seeds run on from the run's first, so
+    arms topped up alike stay paired seed for seed); the budget grows by what was added and the command is kept
+    for the report. Returns the seeds of the first arm."""
+    more = manifest.setdefault("more_seeds", {})
+    step = manifest["seeds"][0]
+    added = []
+    for arm in arms:
+        have = [*manifest["seeds"], *more.get(arm, [])]
+        new = [step + len(have) + i for i in range(count)]
+        more[arm] = [*more.get(arm, []), *new]
+        added.append(new)
+    manifest["budget"] = len(grid(manifest))
+    manifest.setdefault("top_ups", []).append({"arms": arms, "seeds": count, "command": command})
+    return added[0]
 
 
 def trial_folder(trial) -> str:

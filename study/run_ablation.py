@@ -5,10 +5,14 @@ once on the official test set.
     python study/run_ablation.py results/sweeps/<run>             # the preset's seeds (laptop 5), every arm
     python study/run_ablation.py results/sweeps/<run> --seeds 5 --arms student,kd,iakd_best
     python study/run_ablation.py --resume results/ablations/<run>
+    python study/run_ablation.py --resume results/ablations/<run> --more-seeds 20   # the key arms' seeds + 20
 
 Writes results/ablations/<sweep name>-ablation/ (trials.parquet with arm, factor, seed, test_acc, …; epochs.parquet;
 manifest.json; trials/ records). Seeds are <sweep seed> + 1000 + i: never a seed the sweep trained with. Ctrl-C or
-SIGTERM stops it (exit 130); --resume runs only the (arm, seed) trials that have not finished.
+SIGTERM stops it (exit 130); --resume runs only the (arm, seed) trials that have not finished. --more-seeds N
+(with --resume) gives the arms the verdict rests on (student, kd, kd_tuned, iakd_best, or --arms) N more seeds each,
+the next after their last, and runs them: the way to reach a CI the first seeds could not (the report says how
+many a comparison needs from its observed spread).
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ guard_startup("before any trial")  # Ctrl-C while the imports below load torch a
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from analysis.manifest import options
 from iakd_core.cli import check_output_dir
 from iakd_core.console import OneLineParser, did_you_mean, fail, positive_int
+from iakd_core.files import write_json
 from iakd_core.presets import DEFAULT_SEEDS, STUDY_PRESETS, ablation_seeds
 from study.cli import MLFLOW_DEFAULT, exit_now, private_ray_environment, run_command
 
@@ -55,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "a SQLite store mlflow.db in the run folder (write --mlflow=URI before the sweep folder)")
     p.add_argument("--address", help="Ray cluster address (default: a private local Ray)")
     p.add_argument("--resume", metavar="RUN", help="finish an interrupted ablation run")
+    p.add_argument("--more-seeds", type=positive_int, metavar="N",
+                   help="with --resume: N more seeds for the key arms (student, kd, kd_tuned, iakd_best where the "
+                   "run has them) or for --arms, then run them")
     p.add_argument("--data-root", default=None, help="dataset folder (default: the sweep's)")
     p.add_argument("--teacher-cache", default=None, help="teacher cache folder (default: the sweep's)")
     return p
@@ -90,12 +99,35 @@ def tuned_best(path: Path, sweep: dict, read_manifest) -> tuple[str, dict, int]:
     return method, best["config"], int(manifest["budget"])
 
 
+def add_seeds(run_dir: Path, count: int, arms: str | None, read_manifest) -> None:
+    """Top an ablation run up with ``count`` more seeds for its key arms (or ``arms``), written to its manifest
+    before anything runs; a bad request changes nothing (one line, exit 2)."""
+    from study.ablation import KEY_ARMS, top_up
+
+    manifest = read_manifest(run_dir, "ablation")
+    wanted = [a.strip() for a in arms.split(",") if a.strip()] if arms else [a for a in KEY_ARMS
+                                                                             if a in manifest["arms"]]
+    unknown = [a for a in wanted if a not in manifest["arms"]]
+    if unknown or not wanted:
+        fail(f"--arms {','.join(unknown) or '(none)'}: not an arm of {run_dir.name}"
+             f"{did_you_mean(unknown[0], manifest['arms']) if unknown else ''}; its arms: "
+             f"{', '.join(manifest['arms'])}")
+    seeds = top_up(manifest, wanted, count, " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
+    write_json(run_dir / "manifest.json", manifest)
+    print(f"{run_dir.name}: {', '.join(wanted)} get seeds {seeds[0]}-{seeds[-1]} ({count} each); budget now "
+          f"{manifest['budget']}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     private_ray_environment(args.address, args.resume)  # before anything below imports Ray
     from study.ablation import ABLATION, ablation_arms, arm_facts
     from study.runner import launch, read_manifest, resume, with_added_keys
 
+    if args.more_seeds and not args.resume:
+        fail("--more-seeds adds seeds to a finished or interrupted ablation: give it with --resume RUN")
+    if args.resume and args.more_seeds:
+        add_seeds(Path(args.resume).resolve(), args.more_seeds, args.arms, read_manifest)
     if args.resume:
         return resume(ABLATION, Path(args.resume).resolve(), args.address, args.data_root, args.teacher_cache)
     if not args.sweep:

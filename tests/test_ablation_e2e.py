@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -58,14 +59,31 @@ def test_sweep_then_ablation_then_plots_then_report(tmp_path, teacher_cache):
     first_line = next(line for line in resumed.stderr.splitlines() if line.startswith("["))
     assert first_line.startswith(f"[{len(finished)}/") and "best val_acc" in first_line, first_line  # carried on
 
+    # a top-up: more seeds for two arms only, the finished trials untouched; bad requests change nothing
+    before = (run_dir / "manifest.json").read_bytes()
+    bad = run(ROOT / "study/run_ablation.py", "--resume", run_dir, "--more-seeds", "1", "--arms", "student,kdd")
+    assert bad.returncode == 2 and "--arms kdd: not an arm" in bad.stderr and "did you mean 'kd'" in bad.stderr, bad.stderr
+    bad = run(ROOT / "study/run_ablation.py", run_dir, "--more-seeds", "1")
+    assert bad.returncode == 2 and "with --resume" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert (run_dir / "manifest.json").read_bytes() == before
+    finished = {p.name: p.read_bytes() for p in (run_dir / "trials").glob("*.jsonl")}
+    more = run(ROOT / "study/run_ablation.py", "--resume", run_dir, "--more-seeds", "1", "--arms", "student,no_swap")
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert "student, no_swap get seeds 1002-1002 (1 each); budget now 14" in more.stderr, more.stderr[-2000:]
+    assert all((run_dir / "trials" / name).read_bytes() == data for name, data in finished.items())
+
     trials = pd.read_parquet(run_dir / "trials.parquet")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     arms = set(manifest["arms"])
     assert arms == set(manifest["args"]["arms"].split(","))
     assert set(manifest) == set(FIELDS["ablation"]) <= documented_manifest_keys()  # the contract, and its docs
-    assert len(trials) == 2 * len(arms) and (trials["status"] == "COMPLETE").all() and trials["trial_id"].is_unique
+    assert len(trials) == 2 * len(arms) + 2 and (trials["status"] == "COMPLETE").all() and trials["trial_id"].is_unique
     assert documented_trial_columns("ablation") <= set(trials.columns)  # the contract in docs/results.md
-    assert trials.groupby("arm")["seed"].apply(sorted).map(tuple).nunique() == 1  # every arm on the same seeds
+    seeds = trials.groupby("arm")["seed"].apply(sorted).map(tuple)
+    assert seeds["student"] == seeds["no_swap"] == (*manifest["seeds"], 1002)  # topped up alike: still paired
+    assert set(seeds.drop(["student", "no_swap"])) == {tuple(manifest["seeds"])}  # the rest on the run's seeds
+    assert manifest["top_ups"] == [{"arms": ["student", "no_swap"], "seeds": 1, "command": manifest["top_ups"][0][
+        "command"]}] and "--more-seeds 1" in manifest["top_ups"][0]["command"]
     saved = sorted(p.stem for p in (run_dir / "students").glob("*.pt"))  # every trial's last-epoch student
     assert saved == sorted(trials["trial_id"])
     sweep_seed = options(json.loads((tmp_path / "s" / "manifest.json").read_text())).seed
@@ -88,4 +106,6 @@ def test_sweep_then_ablation_then_plots_then_report(tmp_path, teacher_cache):
     text = (run_dir / "report.md").read_text()
     assert "## Table 1 — methods" in text and "## Conclusion" in text and "best IAKD configuration" in text
     assert "## Can this setting detect an effect?" in text
+    assert "student, no_swap also seeds 1002–1002 (n = 3)" in text  # the top-up, and its command to regenerate
+    assert re.search(r"python study/run_ablation\.py --resume \S+ --more-seeds 1 --arms student,no_swap", text)
     assert (run_dir / "report.html").exists() and (run_dir / "figures" / "sweep" / "best_so_far.png").exists()

@@ -494,3 +494,36 @@ def test_a_run_is_dirty_when_code_differs_not_when_results_do(tmp_path):
     assert git_commit(tmp_path) == clean
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == clean + "+dirty"
+
+
+def test_seeds_for_halfwidth_is_the_fewest_whose_t_interval_is_that_narrow():
+    from analysis.stats import seeds_for_halfwidth
+
+    def halfwidth(sd, n):
+        return stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+
+    for sd in (0.1, 0.4, 1.36, 3.0):
+        n = seeds_for_halfwidth(sd, 0.5)
+        assert halfwidth(sd, n) <= 0.5 and (n == 2 or halfwidth(sd, n - 1) > 0.5), (sd, n)
+    assert seeds_for_halfwidth(1.36, 0.5) == 31  # the committed laptop reference's IAKD-best spread at 5 seeds
+    assert seeds_for_halfwidth(50.0, 0.5) is None  # beyond 200 seeds: no count is offered
+    assert mean_ci([0.0, 0.0, 0.0]) == (0.0, 0.0, 0.0)  # bit-identical arms: a point, not NaN nor a warning
+
+
+def test_a_verdict_comparison_wider_than_the_seed_goal_is_warned_with_the_seeds_it_needs(tmp_path):
+    from analysis.sensitivity import assess
+    from analysis.stats import seeds_for_halfwidth
+
+    folder = make_ablation(tmp_path / "a", make_sweep(tmp_path / "s"), ARMS, seeds=tuple(range(1000, 1005)))
+    trials = pd.read_parquet(folder / "trials.parquet")
+    noisy = trials["arm"] == "iakd_best"
+    trials.loc[noisy, "test_acc"] += np.array([-1.5, 1.5, -1.0, 1.0, 0.0])  # a spread of ~1.3
+    trials.to_parquet(folder / "trials.parquet")
+    run = load_run(folder)
+    s = assess(run)
+    row = s.detectable.set_index("arm").loc["iakd_best"]
+    needs = seeds_for_halfwidth(row["sd"], 0.5)
+    warning = next(w for w in s.warnings if "resolved less finely" in w)
+    assert f"iakd_best − student ±{row['ci_halfwidth']:.2f} (n = 5" in warning and f"≈ {needs} seeds" in warning
+    assert f"--more-seeds {needs - 5}`" in warning and "kd −" not in warning  # KD's CI meets the goal
+    assert "resolved less finely" in build_report(run)
