@@ -83,6 +83,22 @@ def assess(run: Run, comparisons: pd.DataFrame | None = None) -> Sensitivity:
     return Sensitivity(control, passes, detectable, teacher, student, chance, warnings)
 
 
+def seeds_to_resolve(run: Run, most: int) -> int:
+    """Seeds per verdict arm (and the student) that resolve every verdict comparison to ±``CI_HALFWIDTH``, sized
+    from the paired spread on the run's first seeds only (those every arm has: a two-stage design, so the answer
+    does not move as top-up seeds arrive), at most ``most`` and at least the first seeds' count."""
+    planned = list(run.manifest.get("seeds", []))
+    wide = seed_table(run)
+    wide = wide.loc[wide.index.isin(planned)]
+    needs = [len(planned)]
+    if "student" in wide:
+        for arm in (a for a in VERDICT_ARMS if a in wide):
+            d = (wide[arm] - wide["student"]).dropna()
+            if len(d) >= 2:
+                needs.append(seeds_for_halfwidth(float(d.std(ddof=1)), CI_HALFWIDTH) or most)
+    return max(len(planned), min(max(needs), most))
+
+
 def resolution_warnings(run: Run, detectable: pd.DataFrame) -> list[str]:
     """A verdict comparison whose CI is wider than ``CI_HALFWIDTH``: the seeds its spread needs, and how to add
     them (the arms alike, so they stay paired)."""

@@ -13,7 +13,8 @@
 
 Each preset also says how many fresh seeds its ablation runs per arm (``seeds``: enough for a paired 95 % CI
 half-width of about 0.5 points on the comparisons with the student alone, from the spread measured on it; see
-:func:`ablation_seeds`).
+:func:`ablation_seeds`). A spread that turns out larger (a noisier selected configuration) is met by the study's
+top-up of the verdict's arms (``VERDICT_ARMS``, ``MAX_SEEDS``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ CI_HALFWIDTH = 0.5  # points: the paired 95 % CI half-width vs the student the s
 # ... on the comparisons a verdict rests on, each vs the student: the positive control (KD), the tuned KD and IAKD's
 # best (the arms an ablation's --more-seeds tops up, with the student, unless told otherwise)
 VERDICT_ARMS = ("kd", "kd_tuned", "iakd_best")
+# The study tops those arms and the student up to the seeds their spread on the first seeds needs for CI_HALFWIDTH
+# (a two-stage design, as Stein's), at most this many (run_study.py --max-seeds)
+MAX_SEEDS = 40
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {

@@ -1,14 +1,17 @@
 #!/usr/bin/env python
 """The whole study in one command: for each setting (preset), the IAKD sweep, a sweep of each tuned baseline (KD by
 default) with the same sampler, scheduler and budget, then the ablation of the IAKD sweep's best config with the
-tuned baselines' bests as arms (kd_tuned); then one report over every setting (Table 1 = methods x settings).
+tuned baselines' bests as arms (kd_tuned), then a seed top-up of the arms the verdict rests on (the student, KD,
+KD tuned, IAKD's best) to the seeds their spread on the ablation's seeds needs for a 95 % CI of ±0.5 points (at
+most --max-seeds; none when the first seeds suffice); then one report over every setting (Table 1 = methods x
+settings).
 
     python study/run_study.py                                   # --presets laptop,laptop-wrn
     python study/run_study.py --presets laptop,laptop-wrn --budget 64 --seeds 9
     python study/run_study.py ... --address ray://head:10001    # on a Ray cluster
 
 Writes results/studies/<name>/ (default name: the presets joined by '+'): <preset>-sweep/, <preset>-<method>-sweep/
-and <preset>-ablation/
+and <preset>-ablation/ (its top-up adds trials there)
 (the run folders study/run_sweep.py and study/run_ablation.py make), study.json (the plan and every stage's
 status and seconds), report.md / report.html and figures/. Each stage is the real command, run as a child
 process. Re-running the same command continues: finished stages are skipped, an interrupted one is resumed
@@ -37,12 +40,13 @@ from iakd_core.config import METHOD_NAMES
 from iakd_core.console import OneLineParser, did_you_mean, fail, fmt_seconds, positive_int
 from iakd_core.files import write_json
 from iakd_core.methods import searched_hyperparameters
-from iakd_core.presets import PRESETS, STUDY_PRESETS, ablation_seeds
+from iakd_core.presets import CI_HALFWIDTH, MAX_SEEDS, PRESETS, STUDY_PRESETS, ablation_seeds
 from study.cli import add_search_options, asha_only_conflict, search_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
-PLAN_KEYS = ("presets", "budget", "seeds", "arms", "tune_baselines", "search")  # what a re-run must repeat
-PLAN_BEFORE = {"tune_baselines": [], "search": []}  # what studies recorded before a plan key existed did
+PLAN_KEYS = ("presets", "budget", "seeds", "max_seeds", "arms", "tune_baselines", "search")  # a re-run repeats them
+# What studies recorded before a plan key existed did; one from before the top-up stage gets it on its next run.
+PLAN_BEFORE = {"tune_baselines": [], "search": [], "max_seeds": MAX_SEEDS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=positive_int,
                    help="ablation seeds per arm in every setting (default: each preset's, "
                    f"{', '.join(f'{p} {ablation_seeds(p)}' for p in STUDY_PRESETS)})")
+    p.add_argument("--max-seeds", type=positive_int, default=MAX_SEEDS,
+                   help="the top-up's ceiling: the verdict's arms get at most this many seeds in all (default "
+                   f"{MAX_SEEDS}; at most --seeds: no top-up)")
     p.add_argument("--arms", help="comma-separated ablation arms (default: every arm that applies; see "
                    "run_ablation.py --help)")
     p.add_argument("--tune-baselines", default="kd", metavar="METHODS",
@@ -93,7 +100,38 @@ def plan_stages(args: argparse.Namespace, presets: list[str], study_dir: Path) -
         stages.append({"name": f"{preset} ablation", "kind": "ablation", "preset": preset, "dir": ablation.name,
                        "new": ["run_ablation.py", str(sweep), "--seeds", str(args.seeds or ablation_seeds(preset)),
                                "--name", ablation.name, "--output-dir", str(study_dir), *tuned, *arms, *concurrency]})
+        stages.append({"name": f"{preset} top-up", "kind": "top-up", "preset": preset, "dir": ablation.name})
     return stages
+
+
+def pending_top_up(run_dir: Path, max_seeds: int) -> tuple[int, dict[int, list[str]]]:
+    """The seeds the verdict's arms should have (``analysis.sensitivity.seeds_to_resolve``) and, per count still to
+    add, the arms that lack it (empty: nothing to add)."""
+    from analysis.load import load_run
+    from analysis.sensitivity import seeds_to_resolve
+    from study.ablation import KEY_ARMS
+
+    run = load_run(run_dir)
+    target = seeds_to_resolve(run, max_seeds)
+    more = run.manifest.get("more_seeds", {})
+    pending: dict[int, list[str]] = {}
+    for arm in (a for a in KEY_ARMS if a in run.manifest["arms"]):
+        have = len(run.manifest["seeds"]) + len(more.get(arm, []))
+        if have < target:
+            pending.setdefault(target - have, []).append(arm)
+    return target, pending
+
+
+def top_up_commands(run_dir: Path, max_seeds: int, record: dict[str, Any]) -> list[list[str]]:
+    """The run_ablation.py command(s) that top the verdict's arms up (the target is noted in ``record``), else the
+    plain resume an unfinished top-up needs, else none."""
+    target, pending = pending_top_up(run_dir, max_seeds)
+    record.update(target_seeds=target, goal=f"95 % CI half-width <= {CI_HALFWIDTH} points vs the student")
+    commands = [["run_ablation.py", "--resume", str(run_dir), "--more-seeds", str(count), "--arms", ",".join(arms)]
+                for count, arms in pending.items()]
+    if not commands and stage_status(run_dir) != "complete":
+        commands = [["run_ablation.py", "--resume", str(run_dir)]]
+    return commands
 
 
 def baselines(text: str) -> list[str]:
@@ -181,10 +219,10 @@ def eta(stages: list[dict[str, Any]], record: dict[str, Any], study_dir: Path, i
         seconds = stage_seconds(stage, record, study_dir)
         if seconds:
             spent.setdefault(stage["kind"], []).append(seconds)
-    rest = stages[index:]
+    rest = [s for s in stages[index:] if s["kind"] != "top-up"]  # its size is known only once its ablation ran
     if any(s["kind"] not in spent for s in rest):
         return "ETA after one sweep and one ablation have run"
-    return f"ETA ~{fmt_seconds(sum(sum(spent[s['kind']]) / len(spent[s['kind']]) for s in rest))}"
+    return f"ETA ~{fmt_seconds(sum(sum(spent[s['kind']]) / len(spent[s['kind']]) for s in rest))} + top-ups"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     check_output_dir(out)
     study_dir = out.resolve() / (args.name or "+".join(presets))
     seeds = args.seeds or {preset: ablation_seeds(preset) for preset in presets}
-    plan = {"presets": presets, "budget": args.budget, "seeds": seeds, "arms": args.arms,
+    plan = {"presets": presets, "budget": args.budget, "seeds": seeds, "max_seeds": args.max_seeds, "arms": args.arms,
             "tune_baselines": baselines(args.tune_baselines), "search": search_arguments(args)}
     record = read_plan(study_dir, plan)
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -221,20 +259,35 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = study_dir / stage["dir"]
         status = stage_status(run_dir)
         head = f"[study {index + 1}/{total}] {stage['name']}"
-        if status == "complete":
+        if stage["kind"] == "top-up":
+            entry = record["stages"].setdefault(stage["name"], {"dir": stage["dir"], "seconds": 0.0})
+            commands = top_up_commands(run_dir, args.max_seeds, entry)
+            if not commands:
+                print(f"{head}: the verdict's arms have their {entry['target_seeds']} seeds", flush=True)
+                entry["status"] = "complete"
+                write_json(study_dir / "study.json", record)
+                continue
+        elif status == "complete":
             print(f"{head}: finished earlier, skipped", flush=True)
             continue
-        command = stage["new"] if status == "new" else [f"run_{stage['kind']}.py", "--resume", str(run_dir)]
-        if args.address:
-            command += ["--address", args.address]
-        elapsed = fmt_seconds(time.time() - started)
-        print(f"{head}: {'starting' if status == 'new' else 'resuming'} | elapsed {elapsed} | "
+        else:
+            commands = [stage["new"] if status == "new" else [f"run_{stage['kind']}.py", "--resume", str(run_dir)]]
+        verb = ("topping up to " + str(entry["target_seeds"]) + " seeds" if stage["kind"] == "top-up" else
+                "starting" if status == "new" else "resuming")
+        print(f"{head}: {verb} | elapsed {fmt_seconds(time.time() - started)} | "
               f"{eta(stages, record, study_dir, index)}", flush=True)
-        stage_start = time.time()
-        code = forwarder.run([sys.executable, str(ROOT / "study" / command[0]), *command[1:]])
         entry = record["stages"].setdefault(stage["name"], {"dir": stage["dir"], "seconds": 0.0})
+        stage_start = time.time()
+        for command in commands:
+            code = forwarder.run([sys.executable, str(ROOT / "study" / command[0]), *command[1:],
+                                  *(["--address", args.address] if args.address else [])])
+            if code != 0:
+                break
         entry["seconds"] = round(entry["seconds"] + time.time() - stage_start, 1)
         entry["status"] = stage_status(run_dir)
+        if stage["kind"] == "top-up" and entry["status"] == "complete" and pending_top_up(run_dir,
+                                                                                          args.max_seeds)[1]:
+            entry["status"] = "unfinished"
         write_json(study_dir / "study.json", record)
         if code != 0 or entry["status"] != "complete":
             why = "interrupted" if code in (0, 130) or forwarder.interrupted else f"failed (exit {code})"

@@ -62,7 +62,7 @@ def test_sweep_then_ablation_then_plots_then_report(tmp_path, teacher_cache):
     # a top-up: more seeds for two arms only, the finished trials untouched; bad requests change nothing
     before = (run_dir / "manifest.json").read_bytes()
     bad = run(ROOT / "study/run_ablation.py", "--resume", run_dir, "--more-seeds", "1", "--arms", "student,kdd")
-    assert bad.returncode == 2 and "--arms kdd: not an arm" in bad.stderr and "did you mean 'kd'" in bad.stderr, bad.stderr
+    assert bad.returncode == 2 and "--arms kdd: not an arm" in bad.stderr and "did you mean 'kd'" in bad.stderr
     bad = run(ROOT / "study/run_ablation.py", run_dir, "--more-seeds", "1")
     assert bad.returncode == 2 and "with --resume" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert (run_dir / "manifest.json").read_bytes() == before

@@ -1,5 +1,5 @@
-"""study/run_study.py: two settings (smoke, smoke-wrn) IAKD sweep -> KD sweep -> ablation -> one report,
-interrupted once with SIGTERM and re-run to finish, through the real commands on real files."""
+"""study/run_study.py: two settings (smoke, smoke-wrn) IAKD sweep -> KD sweep -> ablation -> seed top-up -> one
+report, interrupted once with SIGTERM and re-run to finish, through the real commands on real files."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ ARMS = "student,kd,kd_tuned,iakd_best"
 
 
 def study_args(tmp_path, teacher_cache, **changes):
-    args = {"--presets": "smoke,smoke-wrn", "--budget": "3", "--seeds": "2", "--arms": ARMS,
+    args = {"--presets": "smoke,smoke-wrn", "--budget": "3", "--seeds": "2", "--max-seeds": "3", "--arms": ARMS,
             "--output-dir": str(tmp_path), "--name": "st", "--teacher-cache": teacher_cache,
             "--data-root": str(ROOT / "data"), "--reduction-factor": "3", "--concurrency": "2", **changes}
     return [sys.executable, str(SCRIPT), *[x for k, v in args.items() for x in (k, v)]]
@@ -32,7 +32,7 @@ def test_study_runs_every_setting_survives_an_interrupt_and_reports_methods_by_s
     seen, in_ablation = [], False
     for line in proc.stdout:  # stop the study once its first ablation has finished two trials (the sweep is done)
         seen.append(line)
-        in_ablation = in_ablation or line.startswith("[study 3/7] smoke ablation: starting")
+        in_ablation = in_ablation or line.startswith("[study 3/9] smoke ablation: starting")
         if in_ablation and line.startswith("[2/"):
             proc.send_signal(signal.SIGTERM)
             break
@@ -50,6 +50,9 @@ def test_study_runs_every_setting_survives_an_interrupt_and_reports_methods_by_s
                            cwd=ROOT, timeout=120)
     assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1
     assert "seeds 2 (asked: 3)" in other.stderr
+    other = subprocess.run(study_args(tmp_path, teacher_cache, **{"--max-seeds": "4"}), capture_output=True,
+                           text=True, cwd=ROOT, timeout=120)
+    assert other.returncode == 2 and "max_seeds 3 (asked: 4)" in other.stderr  # the top-up's ceiling too
     other = subprocess.run(study_args(tmp_path, teacher_cache, **{"--reduction-factor": "2"}), capture_output=True,
                            text=True, cwd=ROOT, timeout=120)
     assert other.returncode == 2 and "--reduction-factor=2" in other.stderr  # the search is part of the plan
@@ -59,16 +62,21 @@ def test_study_runs_every_setting_survives_an_interrupt_and_reports_methods_by_s
 
     again = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "[study 1/7] smoke sweep: finished earlier, skipped" in again.stdout
-    assert "[study 3/7] smoke ablation: resuming" in again.stdout
+    assert "[study 1/9] smoke sweep: finished earlier, skipped" in again.stdout
+    assert "[study 3/9] smoke ablation: resuming" in again.stdout
     assert (study / "smoke-sweep" / "manifest.json").read_bytes() == sweep_manifest  # not run again
-    for stage in ("[study 4/7] smoke-wrn sweep: starting", "[study 5/7] smoke-wrn kd sweep: starting",
-                  "[study 7/7] report over 2 setting(s)", "study done"):
+    for stage in ("[study 5/9] smoke-wrn sweep: starting", "[study 6/9] smoke-wrn kd sweep: starting",
+                  "[study 9/9] report over 2 setting(s)", "study done"):
         assert stage in again.stdout, stage
+    record = json.loads((study / "study.json").read_text())
     for preset in ("smoke", "smoke-wrn"):
         trials = pd.read_parquet(study / f"{preset}-ablation" / "trials.parquet")
-        assert len(trials) == 2 * len(ARMS.split(",")) and trials["trial_id"].is_unique  # nothing lost or twice
-        assert (trials["status"] == "COMPLETE").all()
+        # the top-up: every arm on 2 seeds, then the student, KD, KD tuned and IAKD's best to the seeds their spread
+        # needs for +-0.5 points, at most 3 (3-epoch smoke runs are far noisier than that)
+        assert record["stages"][f"{preset} top-up"]["target_seeds"] == 3
+        assert f"{preset} top-up: topping up to 3 seeds" in again.stdout
+        assert len(trials) == 3 * len(ARMS.split(",")) and trials["trial_id"].is_unique  # nothing lost or twice
+        assert (trials["status"] == "COMPLETE").all() and (trials.groupby("arm")["seed"].nunique() == 3).all()
         epochs = pd.read_parquet(study / f"{preset}-ablation" / "epochs.parquet")
         best = epochs[epochs["trial_id"].isin(trials.loc[trials["arm"] == "iakd_best", "trial_id"])]
         diagnosed = best.dropna(subset=["compat_u0"])  # at the last epoch (3) and the epochs of the sweep's ASHA
