@@ -76,8 +76,8 @@ def verdict(c: pd.Series) -> str:
     if p != p:
         return "cannot be tested (fewer than 2 paired seeds)"
     if p < ALPHA:
-        return f"significantly {'better' if c['delta'] > 0 else 'worse'} (Holm-adjusted p = {p:.3f})"
-    return f"not significantly different (Holm-adjusted p = {p:.3f}, α = {ALPHA})"
+        return f"significantly {'better' if c['delta'] > 0 else 'worse'} (Holm-adjusted p = {fmt_p(p)})"
+    return f"not significantly different (Holm-adjusted p = {fmt_p(p)}, α = {ALPHA})"
 
 
 def versus_line(rows: pd.DataFrame, arm: str, ref: str, what: str, name: str) -> str | None:
@@ -169,6 +169,15 @@ def fairness_lines(run: Run) -> list[str]:
     else:
         stats = ("**hybrid** (student_bn=hybrid): the best IAKD student is evaluated with statistics that mix in "
                  "teacher-fed batches")
+        wide = seed_table(run)
+        if "student_bn_clean" in wide and "iakd_best" in wide:
+            pair = wide[["iakd_best", "student_bn_clean"]].dropna()
+            if len(pair) and (pair["iakd_best"] == pair["student_bn_clean"]).all():
+                stats += (f" — but its clean-statistics arm student_bn_clean ends bit-identical on all {len(pair)} "
+                          "seeds (its schedule leaves enough student-only batches to refresh every statistic), so "
+                          "the mode changes nothing here")
+            else:
+                stats += "; the student_bn_clean arm (Table 5) shows what clean statistics change"
     bracket = [a for a in ("iakd_paper_final_student", "iakd_paper_student_ce", "paper_student_bn_hybrid",
                            "paper_bn_recalibration") if a in arms]
     paper = ("a reconstruction (the paper's method details are not available), bracketed by "
@@ -306,7 +315,7 @@ def rung_section(run: Run, h: str = "###") -> list[str]:
            f"{measured_on(run)}, Spearman's ρ of the value at each rung with the final value, and the share "
            f"of the final top {TOP_K} whose value at the rung clears the cut-off the finished sweep would apply "
            "(pruned trials count). See the learning-curve figure.", "",
-           md_table(table.round(3)), ""]
+           md_table(table.round(3).assign(p=table["p"].map(fmt_p))), ""]
     out += [f"- **Warning**: {w}." for w in rung_warnings(run, table)]
     return out + [""]
 

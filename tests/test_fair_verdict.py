@@ -214,3 +214,19 @@ def test_runs_made_before_student_bn_are_resumed_and_ablated_with_the_statistics
         (tmp_path / "manifest.json").write_text(json.dumps({"kind": "sweep", "base_config": recorded}))
         assert read_manifest(tmp_path, "sweep")["base_config"]["student_bn"] == expected
     assert with_added_keys({"swap_p0": 0.3}) == {"student_bn": "hybrid", "swap_p0": 0.3}
+
+
+def test_a_best_with_hybrid_statistics_says_whether_clean_statistics_change_anything(tmp_path):
+    folder = make_fair_ablation(tmp_path / "laptop", make_sweep(tmp_path / "s"))
+    trials = pd.read_parquet(folder / "trials.parquet")
+    trials.loc[trials["arm"] == "iakd_best", "student_bn"] = "hybrid"  # the search picked hybrid statistics
+    clean = trials[trials["arm"] == "iakd_best"].assign(arm="student_bn_clean", factor="batchnorm",
+                                                         versus="iakd_best", student_bn="clean")
+    clean["trial_id"] = clean["trial_id"].str.replace("iakd_best", "student_bn_clean")
+    pd.concat([trials, clean]).to_parquet(folder / "trials.parquet")
+    text = build_report(load_run(folder))
+    assert "**hybrid** (student_bn=hybrid)" in text and "ends bit-identical on all 4 seeds" in text
+    clean["test_acc"] += 0.3  # clean statistics that do change the result
+    pd.concat([trials, clean]).to_parquet(folder / "trials.parquet")
+    text = build_report(load_run(folder))
+    assert "bit-identical" not in text and "the student_bn_clean arm (Table 5) shows" in text
