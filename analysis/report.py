@@ -363,8 +363,6 @@ def environment_section(run: Run, commands: list[str], h: str = "##") -> list[st
             "Commands (in order):", "", "```bash", *commands, "```", ""]
 
 
-
-
 def commit_line(commit: str | None) -> str:
     if commit and commit.endswith("+dirty"):
         return (f"{commit} — **warning: the working tree had uncommitted changes when this ran, so this commit "
