@@ -85,11 +85,10 @@ def assess(run: Run, comparisons: pd.DataFrame | None = None) -> Sensitivity:
 
 def seeds_to_resolve(run: Run, most: int) -> int:
     """Seeds per verdict arm (and the student) that resolve every verdict comparison to ±``CI_HALFWIDTH``, sized
-    from the paired spread on the run's first seeds only (those every arm has: a two-stage design, so the answer
-    does not move as top-up seeds arrive), at most ``most`` and at least the first seeds' count."""
+    from the paired spread on every seed finished so far (an internal pilot: the spread alone decides, never the
+    difference), at most ``most`` and at least the run's own seed count."""
     planned = list(run.manifest.get("seeds", []))
     wide = seed_table(run)
-    wide = wide.loc[wide.index.isin(planned)]
     needs = [len(planned)]
     if "student" in wide:
         for arm in (a for a in VERDICT_ARMS if a in wide):

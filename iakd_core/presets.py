@@ -33,8 +33,8 @@ CI_HALFWIDTH = 0.5  # points: the paired 95 % CI half-width vs the student the s
 # ... on the comparisons a verdict rests on, each vs the student: the positive control (KD), the tuned KD and IAKD's
 # best (the arms an ablation's --more-seeds tops up, with the student, unless told otherwise)
 VERDICT_ARMS = ("kd", "kd_tuned", "iakd_best")
-# The study tops those arms and the student up to the seeds their spread on the first seeds needs for CI_HALFWIDTH
-# (a two-stage design, as Stein's), at most this many (run_study.py --max-seeds)
+# The study tops those arms and the student up to the seeds their paired spread needs for CI_HALFWIDTH (re-sized on
+# every seed so far: an internal pilot), at most this many (run_study.py --max-seeds)
 MAX_SEEDS = 40
 
 PRESETS: dict[str, dict[str, Any]] = {

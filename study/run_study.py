@@ -2,9 +2,9 @@
 """The whole study in one command: for each setting (preset), the IAKD sweep, a sweep of each tuned baseline (KD by
 default) with the same sampler, scheduler and budget, then the ablation of the IAKD sweep's best config with the
 tuned baselines' bests as arms (kd_tuned), then a seed top-up of the arms the verdict rests on (the student, KD,
-KD tuned, IAKD's best) to the seeds their spread on the ablation's seeds needs for a 95 % CI of ±0.5 points (at
-most --max-seeds; none when the first seeds suffice); then one report over every setting (Table 1 = methods x
-settings).
+KD tuned, IAKD's best) to the seeds their paired spread needs for a 95 % CI of ±0.5 points, re-sized once those
+have run until the CI meets it (an internal pilot; at most --max-seeds; none when the first seeds suffice); then
+one report over every setting (Table 1 = methods x settings).
 
     python study/run_study.py                                   # --presets laptop,laptop-wrn
     python study/run_study.py --presets laptop,laptop-wrn --budget 64 --seeds 9
@@ -105,8 +105,8 @@ def plan_stages(args: argparse.Namespace, presets: list[str], study_dir: Path) -
 
 
 def pending_top_up(run_dir: Path, max_seeds: int) -> tuple[int, dict[int, list[str]]]:
-    """The seeds the verdict's arms should have (``analysis.sensitivity.seeds_to_resolve``) and, per count still to
-    add, the arms that lack it (empty: nothing to add)."""
+    """The seeds the verdict's arms should have (``analysis.sensitivity.seeds_to_resolve``, from every seed so far)
+    and, per count still to add, the arms that lack it (empty: nothing to add)."""
     from analysis.load import load_run
     from analysis.sensitivity import seeds_to_resolve
     from study.ablation import KEY_ARMS
@@ -278,16 +278,20 @@ def main(argv: list[str] | None = None) -> int:
               f"{eta(stages, record, study_dir, index)}", flush=True)
         entry = record["stages"].setdefault(stage["name"], {"dir": stage["dir"], "seconds": 0.0})
         stage_start = time.time()
-        for command in commands:
-            code = forwarder.run([sys.executable, str(ROOT / "study" / command[0]), *command[1:],
-                                  *(["--address", args.address] if args.address else [])])
-            if code != 0:
+        while True:
+            for command in commands:
+                code = forwarder.run([sys.executable, str(ROOT / "study" / command[0]), *command[1:],
+                                      *(["--address", args.address] if args.address else [])])
+                if code != 0:
+                    break
+            if stage["kind"] != "top-up" or code != 0 or stage_status(run_dir) != "complete":
                 break
+            commands = top_up_commands(run_dir, args.max_seeds, entry)  # re-sized on every seed so far
+            if not commands:
+                break
+            print(f"{head}: re-sized on the seeds so far: topping up to {entry['target_seeds']} seeds", flush=True)
         entry["seconds"] = round(entry["seconds"] + time.time() - stage_start, 1)
         entry["status"] = stage_status(run_dir)
-        if stage["kind"] == "top-up" and entry["status"] == "complete" and pending_top_up(run_dir,
-                                                                                          args.max_seeds)[1]:
-            entry["status"] = "unfinished"
         write_json(study_dir / "study.json", record)
         if code != 0 or entry["status"] != "complete":
             why = "interrupted" if code in (0, 130) or forwarder.interrupted else f"failed (exit {code})"
