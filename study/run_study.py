@@ -219,7 +219,8 @@ def eta(stages: list[dict[str, Any]], record: dict[str, Any], study_dir: Path, i
         seconds = stage_seconds(stage, record, study_dir)
         if seconds:
             spent.setdefault(stage["kind"], []).append(seconds)
-    rest = [s for s in stages[index:] if s["kind"] != "top-up"]  # its size is known only once its ablation ran
+    rest = [s for s in stages[index:] if s["kind"] != "top-up"  # its size is known only once its ablation ran
+            and (s is stages[index] or stage_status(study_dir / s["dir"]) != "complete")]  # not what is done
     if any(s["kind"] not in spent for s in rest):
         return "ETA after one sweep and one ablation have run"
     return f"ETA ~{fmt_seconds(sum(sum(spent[s['kind']]) / len(spent[s['kind']]) for s in rest))} + top-ups"

@@ -129,3 +129,20 @@ def test_each_setting_ablates_on_its_presets_seed_count_unless_seeds_is_given(tm
 
     assert ablation_seeds_asked() == {p: PRESETS[p]["seeds"] for p in ("laptop", "laptop-wrn")}
     assert ablation_seeds_asked("--seeds", "3") == {"laptop": 3, "laptop-wrn": 3}
+
+
+def test_the_eta_counts_only_stages_still_to_run(tmp_path):
+    from study.run_study import eta
+
+    def stage(name, kind):
+        return {"name": name, "kind": kind, "dir": name}
+
+    stages = [stage("a-sweep", "sweep"), stage("a-ablation", "ablation"), stage("a-top-up", "top-up"),
+              stage("b-sweep", "sweep"), stage("b-ablation", "ablation"), stage("b-top-up", "top-up")]
+    for stage_ in stages:
+        (tmp_path / stage_["dir"]).mkdir(exist_ok=True)
+        (tmp_path / stage_["dir"] / "manifest.json").write_text(json.dumps({"status": "complete"}))
+    record = {"stages": {"a-sweep": {"seconds": 600.0}, "a-ablation": {"seconds": 1200.0}}}
+    assert eta(stages, record, tmp_path, 2) == "ETA ~0m00s + top-ups"  # b's sweep and ablation finished earlier
+    (tmp_path / "b-ablation" / "manifest.json").write_text(json.dumps({"status": "interrupted"}))
+    assert eta(stages, record, tmp_path, 2) == "ETA ~20m00s + top-ups"  # b's ablation is left: a's took 20 min
