@@ -390,8 +390,14 @@ def run_commands(run: Run) -> list[str]:
     sources = [source_sweep(run), *(source_sweep(run, path) for path in
                                     run.manifest.get("tuned_sweeps", {}).values()), run]
     return [portable(f"python study/{source.manifest.get('command', '')}") for source in sources
-            if source is not None] + [portable(f"python study/{top['command']}")
+            if source is not None] + [portable(f"python study/{top['command']}") + commit_note(top, run)
                                       for top in run.manifest.get("top_ups", [])]
+
+
+def commit_note(top_up: dict, run: Run) -> str:
+    """``  # at commit …`` for a top-up made by other code than the run it tops up (recorded since top-ups were)."""
+    commit = top_up.get("git_commit")
+    return f"   # at commit {commit}" if commit and commit != run.manifest.get("git_commit") else ""
 
 
 def seeds_text(run: Run) -> str:

@@ -163,10 +163,10 @@ def grid(manifest: dict[str, Any]) -> list[tuple[str, int]]:
 KEY_ARMS = ("student", *VERDICT_ARMS)
 
 
-def top_up(manifest: dict[str, Any], arms: list[str], count: int, command: str) -> list[int]:
+def top_up(manifest: dict[str, Any], arms: list[str], count: int, command: str, commit: str | None = None) -> list[int]:
     """Give each of ``arms`` ``count`` more seeds, the next after its last (seeds run on from the run's first, so
-    arms topped up alike stay paired seed for seed); the budget grows by what was added and the command is kept
-    for the report. Returns the seeds of the first arm."""
+    arms topped up alike stay paired seed for seed); the budget grows by what was added and the command (with the
+    code's commit) is kept for the report. Returns the seeds of the first arm."""
     more = manifest.setdefault("more_seeds", {})
     step = manifest["seeds"][0]
     added = []
@@ -176,7 +176,8 @@ def top_up(manifest: dict[str, Any], arms: list[str], count: int, command: str) 
         more[arm] = [*more.get(arm, []), *new]
         added.append(new)
     manifest["budget"] = len(grid(manifest))
-    manifest.setdefault("top_ups", []).append({"arms": arms, "seeds": count, "command": command})
+    manifest.setdefault("top_ups", []).append({"arms": arms, "seeds": count, "command": command,
+                                               "git_commit": commit})
     return added[0]
 
 

@@ -103,6 +103,7 @@ def add_seeds(run_dir: Path, count: int, arms: str | None, read_manifest) -> Non
     """Top an ablation run up with ``count`` more seeds for its key arms (or ``arms``), written to its manifest
     before anything runs; a bad request changes nothing (one line, exit 2)."""
     from study.ablation import KEY_ARMS, top_up
+    from study.tables import git_commit
 
     manifest = read_manifest(run_dir, "ablation")
     wanted = [a.strip() for a in arms.split(",") if a.strip()] if arms else [a for a in KEY_ARMS
@@ -112,7 +113,7 @@ def add_seeds(run_dir: Path, count: int, arms: str | None, read_manifest) -> Non
         fail(f"--arms {','.join(unknown) or '(none)'}: not an arm of {run_dir.name}"
              f"{did_you_mean(unknown[0], manifest['arms']) if unknown else ''}; its arms: "
              f"{', '.join(manifest['arms'])}")
-    seeds = top_up(manifest, wanted, count, " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
+    seeds = top_up(manifest, wanted, count, " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), git_commit())
     write_json(run_dir / "manifest.json", manifest)
     print(f"{run_dir.name}: {', '.join(wanted)} get seeds {seeds[0]}-{seeds[-1]} ({count} each); budget now "
           f"{manifest['budget']}", file=sys.stderr, flush=True)

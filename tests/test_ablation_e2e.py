@@ -82,8 +82,9 @@ def test_sweep_then_ablation_then_plots_then_report(tmp_path, teacher_cache):
     seeds = trials.groupby("arm")["seed"].apply(sorted).map(tuple)
     assert seeds["student"] == seeds["no_swap"] == (*manifest["seeds"], 1002)  # topped up alike: still paired
     assert set(seeds.drop(["student", "no_swap"])) == {tuple(manifest["seeds"])}  # the rest on the run's seeds
-    assert manifest["top_ups"] == [{"arms": ["student", "no_swap"], "seeds": 1, "command": manifest["top_ups"][0][
-        "command"]}] and "--more-seeds 1" in manifest["top_ups"][0]["command"]
+    top_up = manifest["top_ups"][0]
+    assert manifest["top_ups"] == [{"arms": ["student", "no_swap"], "seeds": 1, "command": top_up["command"],
+                                    "git_commit": manifest["git_commit"]}] and "--more-seeds 1" in top_up["command"]
     saved = sorted(p.stem for p in (run_dir / "students").glob("*.pt"))  # every trial's last-epoch student
     assert saved == sorted(trials["trial_id"])
     sweep_seed = options(json.loads((tmp_path / "s" / "manifest.json").read_text())).seed
