@@ -76,8 +76,14 @@ def verdict(c: pd.Series) -> str:
     if p != p:
         return "cannot be tested (fewer than 2 paired seeds)"
     if p < ALPHA:
-        return f"significantly {'better' if c['delta'] > 0 else 'worse'} (Holm-adjusted p = {fmt_p(p)})"
-    return f"not significantly different (Holm-adjusted p = {fmt_p(p)}, α = {ALPHA})"
+        return f"significantly {'better' if c['delta'] > 0 else 'worse'} (Holm-adjusted {p_is(p)})"
+    return f"not significantly different (Holm-adjusted {p_is(p)}, α = {ALPHA})"
+
+
+def p_is(p: float) -> str:
+    """``p = 0.012`` or ``p < 0.001``, for a sentence."""
+    text = fmt_p(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
 
 
 def versus_line(rows: pd.DataFrame, arm: str, ref: str, what: str, name: str) -> str | None:
@@ -173,9 +179,8 @@ def fairness_lines(run: Run) -> list[str]:
         if "student_bn_clean" in wide and "iakd_best" in wide:
             pair = wide[["iakd_best", "student_bn_clean"]].dropna()
             if len(pair) and (pair["iakd_best"] == pair["student_bn_clean"]).all():
-                stats += (f" — but its clean-statistics arm student_bn_clean ends bit-identical on all {len(pair)} "
-                          "seeds (its schedule leaves enough student-only batches to refresh every statistic), so "
-                          "the mode changes nothing here")
+                stats += (f" — but its clean-statistics arm student_bn_clean ends with identical test accuracy on "
+                          f"all {len(pair)} seeds, so the mode changes nothing measurable here")
             else:
                 stats += "; the student_bn_clean arm (Table 5) shows what clean statistics change"
     bracket = [a for a in ("iakd_paper_final_student", "iakd_paper_student_ce", "paper_student_bn_hybrid",
@@ -213,7 +218,7 @@ def sensitivity_section(s: Sensitivity, h: str = "##") -> list[str]:
     else:
         c = s.control
         out.append(f"- Positive control, KD vs the student alone: Δ = {c['delta']:+.2f} points (95 % CI "
-                   f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], Holm-adjusted p = {fmt_p(c['p_holm'])}, "
+                   f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], Holm-adjusted {p_is(c['p_holm'])}, "
                    f"n = {int(c['n'])} "
                    f"seeds): **{'passes' if s.control_passes else 'FAILS'}** (needs the CI above 0 and "
                    f"p < {ALPHA}).")
@@ -397,7 +402,9 @@ def run_commands(run: Run) -> list[str]:
 def commit_note(top_up: dict, run: Run) -> str:
     """``  # at commit …`` for a top-up made by other code than the run it tops up (recorded since top-ups were)."""
     commit = top_up.get("git_commit")
-    return f"   # at commit {commit}" if commit and commit != run.manifest.get("git_commit") else ""
+    if commit is None:
+        return "   # commit not recorded (needs a checkout with run_ablation.py --more-seeds)"
+    return f"   # at commit {commit}" if commit != run.manifest.get("git_commit") else ""
 
 
 def seeds_text(run: Run) -> str:

@@ -110,8 +110,9 @@ def resolution_warnings(run: Run, detectable: pd.DataFrame) -> list[str]:
              for arm, hw, n, sd in zip(wide["arm"], wide["ci_halfwidth"], wide["n"], wide["sd"], strict=True)]
     most = max((n for n in needs.values() if n), default=None)
     have = int(wide["n"].min())
+    present = [arm for arm in VERDICT_ARMS if arm in set(detectable["arm"])]
     add = (f"; to resolve it, `python study/run_ablation.py --resume {display_path(run.path, CHECKOUT_ROOT)} "
-           f"--more-seeds {most - have}` gives the student and {', '.join(VERDICT_ARMS)} that many more seeds each"
+           f"--more-seeds {most - have}` gives the student and {', '.join(present)} that many more seeds each"
            if most and most > have else "")
     return [f"a comparison the verdict rests on is resolved less finely than the ±{CI_HALFWIDTH} points the seed "
             f"counts aim at (95 % CI half-width): {'; '.join(parts)}; its verdict can miss effects of that size"

@@ -154,12 +154,15 @@ def comparisons_vs_best(run: Run, factor: str) -> pd.DataFrame:
     first = t[t["arm"] == reference].iloc[0]
     column = f"Δ vs {'best' if reference == 'iakd_best' else reference} [95% CI]"
 
-    def acc(arm: str) -> dict[str, object]:
-        values = wide[arm].dropna()
+    # the reference on the seeds its table's arms ran (a topped-up reference has more: the Δs are paired on these)
+    compared = wide[[a for a in arms if a in wide]].dropna(how="all").index
+
+    def acc(arm: str, seeds=None) -> dict[str, object]:
+        values = (wide[arm] if seeds is None else wide.loc[seeds, arm]).dropna()
         return {"test acc (%)": f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" if len(values) > 1
                 else f"{values.mean():.2f}", "n": len(values)}
 
-    rows = [{"arm": reference, "change": "the reference (below the table)", **acc(reference), column: None,
+    rows = [{"arm": reference, "change": "the reference (below the table)", **acc(reference, compared), column: None,
              "p": None, "p_holm": None}]
     for c in paired_table(wide, [(arm, reference) for arm in arms]).to_dict("records"):
         rows.append({"arm": c["arm"], "change": describe_change(run, c["arm"], reference), **acc(c["arm"]),

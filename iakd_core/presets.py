@@ -30,9 +30,10 @@ _LAPTOP_DATA = dict(dataset="fashion-mnist", image_size=14, crop_padding=2, flip
 
 DEFAULT_SEEDS = 5  # ablation seeds per arm of a preset that does not say
 CI_HALFWIDTH = 0.5  # points: the paired 95 % CI half-width vs the student the seed counts aim at
-# ... on the comparisons a verdict rests on, each vs the student: the positive control (KD), the tuned KD and IAKD's
-# best (the arms an ablation's --more-seeds tops up, with the student, unless told otherwise)
-VERDICT_ARMS = ("kd", "kd_tuned", "iakd_best")
+# ... on the comparisons a verdict rests on, each vs the student: the positive control (KD), the tuned KD, IAKD's
+# best and, when the best barely swaps, the best that does (the arms an ablation's --more-seeds tops up, with the
+# student, unless told otherwise)
+VERDICT_ARMS = ("kd", "kd_tuned", "iakd_best", "iakd_best_swapping")
 # The study tops those arms and the student up to the seeds their paired spread needs for CI_HALFWIDTH (re-sized on
 # every seed so far: an internal pilot), at most this many (run_study.py --max-seeds)
 MAX_SEEDS = 40

@@ -109,11 +109,14 @@ def add_seeds(run_dir: Path, count: int, arms: str | None, read_manifest) -> Non
     wanted = [a.strip() for a in arms.split(",") if a.strip()] if arms else [a for a in KEY_ARMS
                                                                              if a in manifest["arms"]]
     unknown = [a for a in wanted if a not in manifest["arms"]]
-    if unknown or not wanted:
-        fail(f"--arms {','.join(unknown) or '(none)'}: not an arm of {run_dir.name}"
-             f"{did_you_mean(unknown[0], manifest['arms']) if unknown else ''}; its arms: "
-             f"{', '.join(manifest['arms'])}")
+    if not wanted:
+        fail(f"{run_dir.name} has none of the key arms ({', '.join(KEY_ARMS)}); name the arms to top up with --arms "
+             f"(its arms: {', '.join(manifest['arms'])})")
+    if unknown:
+        fail(f"--arms {','.join(unknown)}: not an arm of {run_dir.name}{did_you_mean(unknown[0], manifest['arms'])}; "
+             f"its arms: {', '.join(manifest['arms'])}")
     seeds = top_up(manifest, wanted, count, " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), git_commit())
+    manifest["status"] = "interrupted"  # until its new seeds have run: a kill before then leaves it resumable
     write_json(run_dir / "manifest.json", manifest)
     print(f"{run_dir.name}: {', '.join(wanted)} get seeds {seeds[0]}-{seeds[-1]} ({count} each); budget now "
           f"{manifest['budget']}", file=sys.stderr, flush=True)

@@ -122,16 +122,25 @@ def pending_top_up(run_dir: Path, max_seeds: int) -> tuple[int, dict[int, list[s
     return target, pending
 
 
+def key_seeds(run_dir: Path) -> int:
+    """The seeds the ablation's student arm has (the verdict's arms are topped up with it)."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return len(manifest["seeds"]) + len(manifest.get("more_seeds", {}).get("student", []))
+
+
 def top_up_commands(run_dir: Path, max_seeds: int, record: dict[str, Any]) -> list[list[str]]:
-    """The run_ablation.py command(s) that top the verdict's arms up (the target is noted in ``record``), else the
-    plain resume an unfinished top-up needs, else none."""
+    """The plain resume an unfinished ablation (a top-up's seeds included) needs first; else the run_ablation.py
+    command(s) that top the verdict's arms up to the seeds their spread calls for (each sizing is noted in
+    ``record``); else none."""
+    if stage_status(run_dir) != "complete":  # seeds already added run first: sizing reads finished seeds only
+        return [["run_ablation.py", "--resume", str(run_dir)]]
     target, pending = pending_top_up(run_dir, max_seeds)
-    record.update(target_seeds=target, goal=f"95 % CI half-width <= {CI_HALFWIDTH} points vs the student")
-    commands = [["run_ablation.py", "--resume", str(run_dir), "--more-seeds", str(count), "--arms", ",".join(arms)]
-                for count, arms in pending.items()]
-    if not commands and stage_status(run_dir) != "complete":
-        commands = [["run_ablation.py", "--resume", str(run_dir)]]
-    return commands
+    record["goal"] = f"95 % CI half-width <= {CI_HALFWIDTH} points vs the student"
+    record["target_seeds"] = target
+    if pending:
+        record.setdefault("sizings", []).append(target)  # each sizing that added seeds
+    return [["run_ablation.py", "--resume", str(run_dir), "--more-seeds", str(count), "--arms", ",".join(arms)]
+            for count, arms in pending.items()]
 
 
 def baselines(text: str) -> list[str]:
@@ -250,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = {"presets": presets, "budget": args.budget, "seeds": seeds, "max_seeds": args.max_seeds, "arms": args.arms,
             "tune_baselines": baselines(args.tune_baselines), "search": search_arguments(args)}
     record = read_plan(study_dir, plan)
+    record.update(plan)  # a study recorded before a plan key existed now records the value it runs with
     study_dir.mkdir(parents=True, exist_ok=True)
     record.update(command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), address=args.address)
     stages = plan_stages(args, presets, study_dir)
@@ -264,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
             entry = record["stages"].setdefault(stage["name"], {"dir": stage["dir"], "seconds": 0.0})
             commands = top_up_commands(run_dir, args.max_seeds, entry)
             if not commands:
-                print(f"{head}: the verdict's arms have their {entry['target_seeds']} seeds", flush=True)
-                entry["status"] = "complete"
+                entry.update(status="complete", seeds=key_seeds(run_dir))
+                print(f"{head}: the verdict's arms have their {entry['seeds']} seeds", flush=True)
                 write_json(study_dir / "study.json", record)
                 continue
         elif status == "complete":
@@ -273,8 +283,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         else:
             commands = [stage["new"] if status == "new" else [f"run_{stage['kind']}.py", "--resume", str(run_dir)]]
-        verb = ("topping up to " + str(entry["target_seeds"]) + " seeds" if stage["kind"] == "top-up" else
-                "starting" if status == "new" else "resuming")
+        if stage["kind"] == "top-up":
+            verb = "resuming its seeds" if status != "complete" else f"topping up to {entry['target_seeds']} seeds"
+        else:
+            verb = "starting" if status == "new" else "resuming"
         print(f"{head}: {verb} | elapsed {fmt_seconds(time.time() - started)} | "
               f"{eta(stages, record, study_dir, index)}", flush=True)
         entry = record["stages"].setdefault(stage["name"], {"dir": stage["dir"], "seconds": 0.0})
@@ -293,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{head}: re-sized on the seeds so far: topping up to {entry['target_seeds']} seeds", flush=True)
         entry["seconds"] = round(entry["seconds"] + time.time() - stage_start, 1)
         entry["status"] = stage_status(run_dir)
+        if stage["kind"] == "top-up":
+            entry["seeds"] = key_seeds(run_dir)
         write_json(study_dir / "study.json", record)
         if code != 0 or entry["status"] != "complete":
             why = "interrupted" if code in (0, 130) or forwarder.interrupted else f"failed (exit {code})"

@@ -67,9 +67,19 @@ def test_sweep_then_ablation_then_plots_then_report(tmp_path, teacher_cache):
     assert bad.returncode == 2 and "with --resume" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert (run_dir / "manifest.json").read_bytes() == before
     finished = {p.name: p.read_bytes() for p in (run_dir / "trials").glob("*.jsonl")}
-    more = run(ROOT / "study/run_ablation.py", "--resume", run_dir, "--more-seeds", "1", "--arms", "student,no_swap")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "study/run_ablation.py"), "--resume", str(run_dir),
+                             "--more-seeds", "1", "--arms", "student,no_swap"], stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stderr:  # killed as soon as the seeds are recorded, before any of them ran
+        if "get seeds" in line:
+            assert "student, no_swap get seeds 1002-1002 (1 each); budget now 14" in line, line
+            proc.send_signal(signal.SIGTERM)
+            break
+    proc.communicate(timeout=300)
+    assert proc.returncode == 130
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"  # not "complete"
+    more = run(ROOT / "study/run_ablation.py", "--resume", run_dir)  # a plain resume runs the recorded seeds
     assert more.returncode == 0, more.stderr[-3000:]
-    assert "student, no_swap get seeds 1002-1002 (1 each); budget now 14" in more.stderr, more.stderr[-2000:]
     assert all((run_dir / "trials" / name).read_bytes() == data for name, data in finished.items())
 
     trials = pd.read_parquet(run_dir / "trials.parquet")

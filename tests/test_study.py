@@ -73,7 +73,9 @@ def test_study_runs_every_setting_survives_an_interrupt_and_reports_methods_by_s
         trials = pd.read_parquet(study / f"{preset}-ablation" / "trials.parquet")
         # the top-up: every arm on 2 seeds, then the student, KD, KD tuned and IAKD's best to the seeds their spread
         # needs for +-0.5 points, at most 3 (3-epoch smoke runs are far noisier than that)
-        assert record["stages"][f"{preset} top-up"]["target_seeds"] == 3
+        top_up = record["stages"][f"{preset} top-up"]
+        assert top_up["target_seeds"] == top_up["seeds"] == 3 and top_up["sizings"] == [3]
+        assert record["max_seeds"] == 3
         assert f"{preset} top-up: topping up to 3 seeds" in again.stdout
         assert len(trials) == 3 * len(ARMS.split(",")) and trials["trial_id"].is_unique  # nothing lost or twice
         assert (trials["status"] == "COMPLETE").all() and (trials.groupby("arm")["seed"].nunique() == 3).all()
@@ -146,3 +148,14 @@ def test_the_eta_counts_only_stages_still_to_run(tmp_path):
     assert eta(stages, record, tmp_path, 2) == "ETA ~0m00s + top-ups"  # b's sweep and ablation finished earlier
     (tmp_path / "b-ablation" / "manifest.json").write_text(json.dumps({"status": "interrupted"}))
     assert eta(stages, record, tmp_path, 2) == "ETA ~20m00s + top-ups"  # b's ablation is left: a's took 20 min
+
+
+def test_a_top_up_resumes_seeds_already_added_before_it_sizes_again(tmp_path):
+    from study.run_study import top_up_commands
+
+    run_dir = tmp_path / "smoke-ablation"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text(json.dumps({"status": "interrupted", "seeds": [1000, 1001],
+                                                       "more_seeds": {"student": [1002]}}))
+    entry: dict = {}
+    assert top_up_commands(run_dir, 40, entry) == [["run_ablation.py", "--resume", str(run_dir)]] and entry == {}
