@@ -10,9 +10,9 @@ once on the official test set.
 Writes results/ablations/<sweep name>-ablation/ (trials.parquet with arm, factor, seed, test_acc, …; epochs.parquet;
 manifest.json; trials/ records). Seeds are <sweep seed> + 1000 + i: never a seed the sweep trained with. Ctrl-C or
 SIGTERM stops it (exit 130); --resume runs only the (arm, seed) trials that have not finished. --more-seeds N
-(with --resume) gives the arms the verdict rests on (student, kd, kd_tuned, iakd_best, or --arms) N more seeds each,
-the next after their last, and runs them: the way to reach a CI the first seeds could not (the report says how
-many a comparison needs from its observed spread).
+(with --resume) gives the arms the verdict rests on (student, kd, kd_tuned, iakd_best, iakd_best_swapping where
+the run has them, or --arms) N more seeds each, the next after their last, and runs them: the way to reach a CI
+the first seeds could not (the report says how many a comparison needs from its observed spread).
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: a private local Ray)")
     p.add_argument("--resume", metavar="RUN", help="finish an interrupted ablation run")
     p.add_argument("--more-seeds", type=positive_int, metavar="N",
-                   help="with --resume: N more seeds for the key arms (student, kd, kd_tuned, iakd_best where the "
-                   "run has them) or for --arms, then run them")
+                   help="with --resume: N more seeds for the key arms (student, kd, kd_tuned, iakd_best, "
+                   "iakd_best_swapping where the run has them) or for --arms, then run them")
     p.add_argument("--data-root", default=None, help="dataset folder (default: the sweep's)")
     p.add_argument("--teacher-cache", default=None, help="teacher cache folder (default: the sweep's)")
     return p

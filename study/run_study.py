@@ -2,9 +2,9 @@
 """The whole study in one command: for each setting (preset), the IAKD sweep, a sweep of each tuned baseline (KD by
 default) with the same sampler, scheduler and budget, then the ablation of the IAKD sweep's best config with the
 tuned baselines' bests as arms (kd_tuned), then a seed top-up of the arms the verdict rests on (the student, KD,
-KD tuned, IAKD's best) to the seeds their paired spread needs for a 95 % CI of ±0.5 points, re-sized once those
-have run until the CI meets it (an internal pilot; at most --max-seeds; none when the first seeds suffice); then
-one report over every setting (Table 1 = methods x settings).
+KD tuned, IAKD's best and its best that swaps) to the seeds their paired spread needs for a 95 % CI of ±0.5
+points, re-sized once those have run until the CI meets it (an internal pilot; at most --max-seeds; none when the
+first seeds suffice); then one report over every setting (Table 1 = methods x settings).
 
     python study/run_study.py                                   # --presets laptop,laptop-wrn
     python study/run_study.py --presets laptop,laptop-wrn --budget 64 --seeds 9
