@@ -87,15 +87,11 @@ def seeds_to_resolve(run: Run, most: int) -> int:
     """Seeds per verdict arm (and the student) that resolve every verdict comparison to ±``CI_HALFWIDTH``, sized
     from the paired spread on every seed finished so far (an internal pilot: the spread alone decides, never the
     difference), at most ``most`` and at least the run's own seed count."""
-    planned = list(run.manifest.get("seeds", []))
-    wide = seed_table(run)
-    needs = [len(planned)]
-    if "student" in wide:
-        for arm in (a for a in VERDICT_ARMS if a in wide):
-            d = (wide[arm] - wide["student"]).dropna()
-            if len(d) >= 2:
-                needs.append(seeds_for_halfwidth(float(d.std(ddof=1)), CI_HALFWIDTH) or most)
-    return max(len(planned), min(max(needs), most))
+    planned = len(run.manifest.get("seeds", []))
+    detectable = assess(run).detectable  # the paired sd of each comparison vs the student (NaN under 2 seeds)
+    sds = detectable.loc[detectable["arm"].isin(VERDICT_ARMS), "sd"].dropna()
+    needs = [seeds_for_halfwidth(float(sd), CI_HALFWIDTH) or most for sd in sds]
+    return max(planned, min(max(needs, default=planned), most))
 
 
 def resolution_warnings(run: Run, detectable: pd.DataFrame) -> list[str]:

@@ -168,17 +168,15 @@ def top_up(manifest: dict[str, Any], arms: list[str], count: int, command: str, 
     arms topped up alike stay paired seed for seed); the budget grows by what was added and the command (with the
     code's commit) is kept for the report. Returns the seeds of the first arm."""
     more = manifest.setdefault("more_seeds", {})
-    step = manifest["seeds"][0]
-    added = []
+    added = {}
     for arm in arms:
-        have = [*manifest["seeds"], *more.get(arm, [])]
-        new = [step + len(have) + i for i in range(count)]
-        more[arm] = [*more.get(arm, []), *new]
-        added.append(new)
+        last = max([*manifest["seeds"], *more.get(arm, [])])
+        added[arm] = [last + 1 + i for i in range(count)]
+        more[arm] = [*more.get(arm, []), *added[arm]]
     manifest["budget"] = len(grid(manifest))
     manifest.setdefault("top_ups", []).append({"arms": arms, "seeds": count, "command": command,
                                                "git_commit": commit})
-    return added[0]
+    return added[arms[0]]
 
 
 def trial_folder(trial) -> str:
