@@ -26,7 +26,7 @@ sweep: data
 	$(BIN)/python study/run_sweep.py --budget $(BUDGET)
 
 test: data
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # two workers, a test file each at a time (tests/conftest.py)
 
 bench: data
 	$(BIN)/python bench/bench_step.py

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from iakd_core.config import ConfigError, TrialConfig
-from iakd_core.data import DataUnavailableError, augment, load_splits, load_test, split_indices
+from iakd_core.data import DataUnavailableError, augment, load_splits, load_test, read_idx, split_indices
 
 
 def test_unknown_key_and_out_of_range_values_are_clear_errors():
@@ -53,6 +53,24 @@ def test_fashion_mnist_loads_from_the_debian_package(tmp_path):
     assert torch.equal(splits.val.images, larger.val.images)
     assert abs(splits.train.images.mean().item()) < 0.2
     assert len(load_test(cfg, splits)) == 10000
+
+
+def test_the_idx_reader_reads_what_torchvision_reads_and_refuses_a_damaged_file(tmp_path):
+    import torchvision.datasets as tvd
+
+    root = Path(__file__).resolve().parent.parent / "data"
+    load_splits(TrialConfig.from_dict(dataset="fashion-mnist", data_root=str(root), train_size=10, val_size=10))
+    for train, prefix in ((True, "train"), (False, "t10k")):
+        theirs = tvd.FashionMNIST(str(root), train=train)
+        raw = root / "FashionMNIST" / "raw"
+        assert torch.equal(read_idx(raw / f"{prefix}-images-idx3-ubyte"), theirs.data)
+        assert torch.equal(read_idx(raw / f"{prefix}-labels-idx1-ubyte").long(), theirs.targets)
+    whole = (root / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").read_bytes()
+    for name, damaged in (("truncated", whole[:-1]), ("short", whole[:6]), ("float", whole[:2] + b"\x0d" + whole[3:])):
+        (tmp_path / name).write_bytes(damaged)
+        with pytest.raises(DataUnavailableError, match="delete it and prepare the data again") as err:
+            read_idx(tmp_path / name)
+        assert "\n" not in str(err.value)
 
 
 def test_missing_dataset_says_where_to_put_it(tmp_path):
