@@ -159,6 +159,8 @@ def param_importances(run: Run) -> Importances:
                 target=lambda t: sign * t.values[0])
         except (RuntimeError, ValueError):
             return Importances({}, searched, having, len(done))
+    imp = dict(sorted(imp.items(), key=lambda kv: (-kv[1], kv[0])))  # ties by name: Optuna's order of tied
+    # parameters follows Python's string hashing, which changes per process, and so did the figure
     return Importances(imp, [name for name in searched if name not in imp], having, len(done))
 
 

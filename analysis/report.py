@@ -55,6 +55,9 @@ from iakd_core.files import write_text
 
 NOT_APPLICABLE = ("—", "n/a", "")  # cells that do not decide a column's alignment
 NUMBER_LIKE = re.compile(r"^\*{0,2}[<>+\-−]?\d")  # 86.95 ± 0.30, +0.25 [...], <0.001, **87.10 ...**
+PAIRED_NOTE = ("Each Δ is paired on the seeds both arms ran, so where their seed counts differ it is not the "
+               "difference of the two means shown; each test is listed once (KD − student, the positive "
+               "control, in KD's row).")
 
 
 def md_table(df: pd.DataFrame) -> str:
@@ -450,7 +453,8 @@ def ablation_sections(run: Run, report_dir: Path, figures: Path, sweep_figures: 
     if with_table1:
         lines += [f"{h} Table 1 — methods", "",
                   f"Test accuracy, mean ± std (n seeds) over {seeds_text(run)}; Δ with 95 % t-interval; paired t-test "
-                  "p; Holm correction across all comparisons of the table.", "", md_table(table1(run)), ""]
+                  f"p; Holm correction across all comparisons of the table. {PAIRED_NOTE}", "",
+                  md_table(table1(run)), ""]
         if best_uses_kd(run) and "iakd_best_plus_kd" not in set(run.trials["arm"]):
             lines += ["The best IAKD configuration already has a KD term, so iakd_best is also the best + KD "
                       "(no separate iakd_best_plus_kd arm).", ""]
@@ -563,7 +567,7 @@ def study_report(runs: list[Run], out: Path) -> str:
               "student-side method of each setting in bold.", "", md_table(methods_by_setting(named)), "",
               "### Table 1 — differences", "",
               "Per setting: Δ vs the student alone and vs KD with the 95 % t-interval, paired t-test p, and Holm "
-              "correction across that setting's comparisons (one family per setting).", ""]
+              f"correction across that setting's comparisons (one family per setting). {PAIRED_NOTE}", ""]
     diffs = []
     for label, run in named.items():
         t = table1(run)

@@ -35,8 +35,10 @@ def paired_comparison(a, b, confidence: float = 0.95) -> dict[str, float]:
     d = a - b
     delta, lo, hi = mean_ci(d, confidence)
     sd = float(d.std(ddof=1)) if len(d) > 1 else float("nan")
-    if len(d) < 2 or np.allclose(d, d[0]):
-        p_t = float("nan") if len(d) < 2 else (1.0 if d[0] == 0 else 0.0)
+    if len(d) < 2:
+        p_t = float("nan")
+    elif np.allclose(d, d[0]):  # no spread (float noise aside): no t-test; identical arms, or a constant shift
+        p_t = 1.0 if np.allclose(d, 0) else 0.0
     else:
         p_t = float(stats.ttest_rel(a, b).pvalue)
     p_w = float(stats.wilcoxon(a, b).pvalue) if len(d) >= 2 and np.any(d != 0) else float("nan")
