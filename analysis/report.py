@@ -56,8 +56,9 @@ from iakd_core.files import write_text
 NOT_APPLICABLE = ("—", "n/a", "")  # cells that do not decide a column's alignment
 NUMBER_LIKE = re.compile(r"^\*{0,2}[<>+\-−]?\d")  # 86.95 ± 0.30, +0.25 [...], <0.001, **87.10 ...**
 PAIRED_NOTE = ("Each Δ is paired on the seeds both arms ran, so where their seed counts differ it is not the "
-               "difference of the two means shown; each test is listed once (KD − student, the positive "
-               "control, in KD's row).")
+               "difference of the two means shown; its 95 % interval is not adjusted for multiplicity (the "
+               "verdicts use the Holm p); each test is listed once (KD − student, the positive control, in KD's "
+               "row).")
 
 
 def md_table(df: pd.DataFrame) -> str:
