@@ -52,6 +52,7 @@ from analysis.tables import (
 )
 from iakd_core.console import display_path
 from iakd_core.files import write_text
+from iakd_core.presets import CI_HALFWIDTH, VERDICT_ARMS
 
 NOT_APPLICABLE = ("—", "n/a", "")  # cells that do not decide a column's alignment
 NUMBER_LIKE = re.compile(r"^\*{0,2}[<>+\-−]?\d")  # 86.95 ± 0.30, +0.25 [...], <0.001, **87.10 ...**
@@ -81,6 +82,11 @@ def verdict(c: pd.Series) -> str:
         return "cannot be tested (fewer than 2 paired seeds)"
     if p < ALPHA:
         return f"significantly {'better' if c['delta'] > 0 else 'worse'} (Holm-adjusted {p_is(p)})"
+    half = (c["ci_high"] - c["ci_low"]) / 2
+    if half > CI_HALFWIDTH:  # "no difference" would claim more than seeds this spread can show
+        return (f"inconclusive: not significantly different (Holm-adjusted {p_is(p)}, α = {ALPHA}), but the 95 % "
+                f"CI is ±{half:.2f} points, wider than the ±{CI_HALFWIDTH:g} the seed counts aim at, so a "
+                "difference of that size is not ruled out")
     return f"not significantly different (Holm-adjusted {p_is(p)}, α = {ALPHA})"
 
 
@@ -153,10 +159,11 @@ def conclusion(run: Run, comparisons: pd.DataFrame, sensitivity: Sensitivity) ->
                      f"paired t-test p = {c['p_ttest']:.3f} (unadjusted; Table 2 gives its Holm-adjusted p), "
                      f"n = {c['n']} seeds.")
     for c in arms_beating_their_reference(run):
-        lines.append(f"- **An ablation arm beats {c['reference']}**: {c['arm']} ({c['change']}), Δ = "
-                     f"{c['delta']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], Holm-adjusted p = "
-                     f"{fmt_p(c['p_holm'])} within Table {c['table']}: this one-factor change is better than the "
-                     "configuration it varies, which the search did not find.")
+        lines.append(f"- **An ablation arm beats {c['reference']} on test**: {c['arm']} ({c['change']}, Table "
+                     f"{c['table']}), Δ = {c['delta']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], Holm-adjusted "
+                     f"p = {fmt_p(c['p_holm'])} across all {c['family']} ablation comparisons: this one-factor "
+                     "change tests better than the configuration it varies, which was chosen on validation "
+                     "accuracy.")
     lines += paper_lines(rows, run)
     if not verdicts:
         lines.append("- No completed ablation arms to compare.")
@@ -240,8 +247,10 @@ def sensitivity_section(s: Sensitivity, h: str = "##") -> list[str]:
         table["comparison"] = table["comparison"] + " − student"
         out.append(md_table(table.round(3)))
     out.append("")
-    out += [f"- **Warning**: {w}." for w in s.warnings] or ["- No warnings: the comparisons below can detect "
-                                                            "effects of the sizes shown."]
+    out += [f"- **Warning**: {w}." for w in s.warnings] or [
+        f"- No warnings: the positive control passes and the comparisons the verdict rests on "
+        f"({', '.join(VERDICT_ARMS)} vs the student, where run) are resolved to ±{CI_HALFWIDTH:g} points; any "
+        "other comparison is resolved as the table shows, and its verdict says when it is too wide to conclude."]
     return out + [""]
 
 
@@ -565,7 +574,9 @@ def study_report(runs: list[Run], out: Path) -> str:
               for label, run in named.items()]
     lines += ["", "## Table 1 — methods × settings", "",
               "Test accuracy, mean ± std (n seeds); the teacher is one trained network (n = 1); the best "
-              "student-side method of each setting in bold.", "", md_table(methods_by_setting(named)), "",
+              "student-side mean of each setting in bold: the highest mean, not a tested winner (arms ran different "
+              "numbers of seeds, and not every pair is tested; the tested differences follow).", "",
+              md_table(methods_by_setting(named)), "",
               "### Table 1 — differences", "",
               "Per setting: Δ vs the student alone and vs KD with the 95 % t-interval, paired t-test p, and Holm "
               f"correction across that setting's comparisons (one family per setting). {PAIRED_NOTE}", ""]

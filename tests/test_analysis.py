@@ -514,9 +514,26 @@ def test_conclusion_names_an_ablation_arm_that_beats_the_best(tmp_path):
     sweep = make_sweep(tmp_path / "s")
     better = make_ablation(tmp_path / "better", sweep, {**ARMS, "minus_kd": 4.0}, noise=0.1)
     conclusion = build_report(load_run(better)).split("## Conclusion")[1].split("\n## ")[0]
-    assert "An ablation arm beats iakd_best**: minus_kd" in conclusion and "within Table 4" in conclusion
+    assert "An ablation arm beats iakd_best on test**: minus_kd" in conclusion and "Table 4)" in conclusion
+    # its Holm family is every ablation comparison (no_swap, granularity_2, minus_kd), not its own table's one
+    assert "across all 3 ablation comparisons" in conclusion
     plain = make_ablation(tmp_path / "plain", sweep, ARMS, noise=0.1)  # minus_kd below the best: nothing said
     assert "An ablation arm beats" not in build_report(load_run(plain))
+
+
+def test_a_wide_non_significant_comparison_is_inconclusive_not_no_difference(tmp_path):
+    from analysis.report import build_report
+
+    sweep = make_sweep(tmp_path / "s")
+
+    def best_vs_student(noise: float) -> str:
+        run = load_run(make_ablation(tmp_path / f"n{noise}", sweep, {**ARMS, "iakd_best": 0.0}, noise=noise))
+        conclusion = build_report(run).split("## Conclusion")[1].split("\n## ")[0]
+        return next(line for line in conclusion.splitlines() if "vs the student trained alone" in line)
+
+    wide, narrow = best_vs_student(3.0), best_vs_student(0.05)
+    assert "not significantly different" in wide and "inconclusive" in wide and "wider than the ±0.5" in wide
+    assert "not significantly different" in narrow and "inconclusive" not in narrow
 
 
 def test_provenance_is_portable_and_warns_about_a_dirty_tree(tmp_path):
