@@ -523,6 +523,7 @@ def test_conclusion_names_an_ablation_arm_that_beats_the_best(tmp_path):
 
 def test_a_wide_non_significant_comparison_is_inconclusive_not_no_difference(tmp_path):
     from analysis.report import build_report
+    from iakd_core.presets import CI_HALFWIDTH
 
     sweep = make_sweep(tmp_path / "s")
 
@@ -532,7 +533,8 @@ def test_a_wide_non_significant_comparison_is_inconclusive_not_no_difference(tmp
         return next(line for line in conclusion.splitlines() if "vs the student trained alone" in line)
 
     wide, narrow = best_vs_student(3.0), best_vs_student(0.05)
-    assert "not significantly different" in wide and "inconclusive" in wide and "wider than the ±0.5" in wide
+    assert "not significantly different" in wide and "inconclusive" in wide
+    assert f"wider than the ±{CI_HALFWIDTH:g}" in wide
     assert "not significantly different" in narrow and "inconclusive" not in narrow
 
 
